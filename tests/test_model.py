@@ -1,0 +1,260 @@
+"""FlaubertModel against transformers' FlaubertModel: every hidden state and attention map.
+
+Each configuration is a random model that transformers builds and saves (tests/conftest.py's
+flaubert_checkpoint); both implementations load the same folder and encode the same batches.
+pre_norm, which transformers 5 cannot run, is checked against transformers 4.57 goldens
+(tools/goldens_prenorm_tf4.py).
+"""
+
+import json
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.numpy
+import torch
+import transformers
+
+from flaubert_np.config import FlaubertConfig
+from flaubert_np.model import FlaubertModel
+
+# Tiny models on two busy cores: one torch thread is faster, and changes no number that matters.
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+TOL = 1e-5
+GOLDENS = Path(__file__).parent / "goldens" / "prenorm_tf4.npz"
+
+# name -> flaubert_checkpoint arguments (config keys in transformers' spelling).
+CONFIGS = {
+    "default": {},  # post-norm, GELU, layer_norm_eps 1e-12
+    "layer_norm_eps_1e-6": {"layer_norm_eps": 1e-6},
+    "sinusoidal": {"sinusoidal_embeddings": True},
+    "langs": {"n_langs": 3},
+    "langs_without_lang_emb": {"n_langs": 3, "use_lang_emb": False},
+    "causal": {"causal": True},
+    "relu": {"gelu_activation": False},
+    "odd_sizes": {
+        "emb_dim": 36,
+        "n_heads": 3,
+        "vocab_size": 57,
+        "max_position_embeddings": 17,
+        "pad_token_id": 1,
+        "n_layers": 3,
+    },
+    "base_dims": {
+        "emb_dim": 768,
+        "n_heads": 12,
+        "n_layers": 2,
+        "vocab_size": 300,
+        "max_position_embeddings": 512,
+    },
+    "lm_head_checkpoint": {"head": True},
+    "float16_checkpoint": {"dtype": "float16"},
+    "bfloat16_checkpoint": {"dtype": "bfloat16"},
+    "sharded_checkpoint": {"max_shard_size": "20KB"},
+}
+
+
+def make_cases(config: FlaubertConfig, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Input batches: padding through attention_mask, through pad ids and through lengths;
+    mixed lengths with an all-padding row; length 1; length max_position_embeddings; langs;
+    token types and positions."""
+    rng = np.random.default_rng(seed)
+    pad, n_words, max_len = config.pad_index, config.n_words, config.max_position_embeddings
+
+    def tokens(*shape: int) -> np.ndarray:  # random ids, never the pad id
+        ids = rng.integers(0, n_words - 1, size=shape)
+        return ids + (ids >= pad)
+
+    def padded(lengths: list[int], seq: int) -> tuple[np.ndarray, np.ndarray]:
+        mask = (np.arange(seq) < np.array(lengths)[:, None]).astype(np.int64)
+        return np.where(mask == 1, tokens(len(lengths), seq), pad), mask
+
+    seq = min(12, max_len)
+    ids, mask = padded([seq, 5, 1, 0], seq)
+    inside = tokens(2, seq)
+    inside[0, 2] = pad  # transformers then drops the *last* position of row 0 (lengths = count)
+    full_ids, full_mask = padded([max_len, max_len - 5], max_len)
+    return {
+        "attention_mask": {"input_ids": ids, "attention_mask": mask},
+        "pad_ids": {"input_ids": ids},
+        "pad_id_inside_a_row": {"input_ids": inside},
+        "lengths": {"input_ids": tokens(2, seq), "lengths": np.array([seq, 3])},
+        "length_1": {"input_ids": np.array([[tokens(1)[0]], [pad], [tokens(1)[0]]])},
+        "max_length": {"input_ids": full_ids, "attention_mask": full_mask},
+        "langs": {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "langs": rng.integers(0, config.n_langs, size=ids.shape),
+        },
+        "token_types_and_positions": {
+            "input_ids": tokens(2, seq),
+            "token_type_ids": rng.integers(0, n_words, size=(2, seq)),
+            "position_ids": np.stack([rng.permutation(max_len)[:seq] for _ in range(2)]),
+        },
+    }
+
+
+@cache
+def load_both(folder: Path) -> tuple[FlaubertModel, torch.nn.Module]:
+    ours = FlaubertModel.from_pretrained(folder)
+    ref = transformers.FlaubertModel.from_pretrained(folder, dtype=torch.float32).eval()
+    return ours, ref
+
+
+def max_diffs(ours, ref_hidden, ref_attentions) -> tuple[float, float]:
+    """Largest |ours - reference| over all hidden states, and over all attention maps."""
+    pairs_h = list(zip(ours.hidden_states, ref_hidden, strict=True))
+    pairs_a = list(zip(ours.attentions, ref_attentions, strict=True))
+    for a, b in pairs_h + pairs_a:
+        assert a.dtype == np.float32 and a.shape == tuple(b.shape)
+    assert ours.last_hidden_state is ours.hidden_states[-1]
+    hidden = max(float(np.abs(a - b).max()) for a, b in pairs_h)
+    attn = max(float(np.abs(a - b).max()) for a, b in pairs_a)
+    return hidden, attn
+
+
+@pytest.mark.parametrize("case", list(make_cases(FlaubertConfig(n_words=10))))
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_parity_with_transformers(flaubert_checkpoint, name, case):
+    ours, ref = load_both(flaubert_checkpoint(**CONFIGS[name]))
+    inputs = make_cases(ours.config)[case]
+    with torch.no_grad():
+        expected = ref(
+            **{k: torch.from_numpy(v) for k, v in inputs.items()},
+            output_hidden_states=True,
+            output_attentions=True,
+        )
+    got = ours(**inputs, output_hidden_states=True, output_attentions=True)
+    assert len(got.hidden_states) == ours.config.n_layers + 1
+    hidden, attn = max_diffs(
+        got, [t.numpy() for t in expected.hidden_states], [t.numpy() for t in expected.attentions]
+    )
+    assert hidden <= TOL and attn <= TOL, (hidden, attn)
+
+
+def test_the_checkpoint_variants_are_what_they_claim(flaubert_checkpoint):
+    head = safetensors.numpy.load_file(
+        flaubert_checkpoint(**CONFIGS["lm_head_checkpoint"]) / "model.safetensors"
+    )
+    assert "pred_layer.proj.bias" in head and "transformer.embeddings.weight" in head
+    folder = flaubert_checkpoint(**CONFIGS["float16_checkpoint"])
+    header_len = int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little")
+    header = json.loads((folder / "model.safetensors").read_bytes()[8 : 8 + header_len])
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F16"}
+    ours, _ = load_both(folder)
+    assert ours.embeddings.dtype == np.float32
+    base, _ = load_both(flaubert_checkpoint(**CONFIGS["base_dims"]))
+    assert base.layers[0].lin1_weight.shape == (768, 3072)
+
+
+def test_padded_positions_are_zero_and_masked_keys_get_no_attention(flaubert_checkpoint):
+    ours, _ = load_both(flaubert_checkpoint())
+    inputs = make_cases(ours.config)["attention_mask"]
+    out = ours(**inputs, output_hidden_states=True, output_attentions=True)
+    padding = inputs["attention_mask"] == 0
+    for h in out.hidden_states:
+        assert np.all(h[padding] == 0)
+    for a in out.attentions:
+        assert np.all(a[:3][np.broadcast_to(padding[:3, None, None, :], a[:3].shape)] == 0)
+        assert np.allclose(a[3], 1 / a.shape[-1])  # the all-padding row: uniform, as transformers
+
+
+# pre_norm: transformers 5 cannot run it, transformers 4.57 can (goldens).
+
+
+def test_transformers_5_still_cannot_run_pre_norm(flaubert_checkpoint):
+    """When this fails, upstream fixed pre_norm: compare against transformers 5 directly."""
+    ref = transformers.FlaubertModel.from_pretrained(flaubert_checkpoint(pre_norm=True)).eval()
+    with pytest.raises(TypeError, match="not subscriptable"), torch.no_grad():
+        ref(torch.tensor([[5, 6, 7]]))
+
+
+@pytest.fixture(scope="module")
+def prenorm_goldens(tmp_path_factory):
+    """The goldens' model written out as a checkpoint folder, so it loads the normal way."""
+    goldens = np.load(GOLDENS)
+    folder = tmp_path_factory.mktemp("prenorm")
+    (folder / "config.json").write_text(str(goldens["config_json"]))
+    weights = {k[len("weight/") :]: goldens[k] for k in goldens.files if k.startswith("weight/")}
+    safetensors.numpy.save_file(weights, folder / "model.safetensors")
+    return goldens, FlaubertModel.from_pretrained(folder)
+
+
+def test_goldens_come_from_transformers_4_pre_norm(prenorm_goldens):
+    goldens, model = prenorm_goldens
+    assert str(goldens["transformers_version"]).startswith("4.")
+    assert model.config.pre_norm and model.config.layer_norm_eps == 1e-6
+
+
+@pytest.mark.parametrize("case", ["attention_mask", "pad_ids", "length_1", "max_length"])
+def test_pre_norm_matches_transformers_4_goldens(prenorm_goldens, case):
+    goldens, model = prenorm_goldens
+    inputs = {
+        key: goldens[f"{case}/{key}"]
+        for key in ("input_ids", "attention_mask")
+        if f"{case}/{key}" in goldens.files
+    }
+    got = model(**inputs, output_hidden_states=True, output_attentions=True)
+    hidden, attn = max_diffs(got, goldens[f"{case}/hidden_states"], goldens[f"{case}/attentions"])
+    assert hidden <= TOL and attn <= TOL, (hidden, attn)
+
+
+# The call interface: inputs as transformers takes them, bad inputs refused clearly.
+
+
+def test_lists_and_arrays_give_the_same_output(flaubert_checkpoint):
+    ours, _ = load_both(flaubert_checkpoint())
+    ids = [[0, 5, 6, 7, 1], [0, 8, 1, 2, 2]]
+    from_lists = ours(ids, attention_mask=[[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    from_arrays = ours(np.array(ids, dtype=np.int32), attention_mask=np.array(
+        [[True] * 5, [True] * 3 + [False] * 2]))  # fmt: skip
+    assert np.array_equal(from_lists.last_hidden_state, from_arrays.last_hidden_state)
+    assert from_lists.hidden_states is None and from_lists.attentions is None
+    assert from_lists.last_hidden_state.shape == (2, 5, 32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_ids": [1, 2, 3]}, r"input_ids must be 2-D \[batch, seq\], found shape \(3,\)"),
+        ({"input_ids": [[1, 2], [3]]}, "input_ids rows have different lengths"),
+        ({"input_ids": [[1.0, 2.0]]}, "input_ids must hold integers, found dtype float64"),
+        ({"input_ids": [[]]}, r"input_ids is empty \(shape \(1, 0\)\)"),
+        ({"input_ids": [[5, 99]]}, r"input_ids holds 99, outside \[0, 99\) \(n_words=99\)"),
+        ({"input_ids": [[5, -1]]}, r"input_ids holds -1, outside \[0, 99\)"),
+        ({"input_ids": [[5] * 41]}, "input_ids has 41 positions; this model has "
+                                    "max_position_embeddings=40"),
+        ({"input_ids": [[5, 6]], "attention_mask": [[1, 1, 1]]},
+         r"attention_mask has shape \(1, 3\), expected \(1, 2\)"),
+        ({"input_ids": [[5, 6]], "attention_mask": [[1, 2]]}, "attention_mask must hold only 0"),
+        ({"input_ids": [[5, 6]], "lengths": [3]}, r"lengths must lie in \[0, 2\]"),
+        ({"input_ids": [[5, 6]], "lengths": [1, 1]}, r"lengths has shape \(2,\), expected \(1,\)"),
+        ({"input_ids": [[5, 6]], "position_ids": [[0, 40]]},
+         r"position_ids holds 40, outside \[0, 40\) \(max_position_embeddings=40\)"),
+        ({"input_ids": [[5, 6]], "position_ids": [0, 1]}, "position_ids must be 2-D"),
+        ({"input_ids": [[5, 6]], "token_type_ids": [[0, 99]]}, "token_type_ids holds 99"),
+        ({"input_ids": [[5, 6]], "langs": [[0]]}, r"langs has shape \(1, 1\), expected \(1, 2\)"),
+    ],
+)  # fmt: skip
+def test_bad_inputs_raise_clear_errors(flaubert_checkpoint, kwargs, message):
+    ours, _ = load_both(flaubert_checkpoint())
+    with pytest.raises(ValueError, match=message):
+        ours(**kwargs)
+
+
+def test_langs_outside_the_language_table(flaubert_checkpoint):
+    ours, _ = load_both(flaubert_checkpoint(n_langs=3))
+    with pytest.raises(ValueError, match=r"langs holds 3, outside \[0, 3\) \(n_langs=3\)"):
+        ours([[5, 6]], langs=[[0, 3]])
+
+
+def test_position_ids_allow_sequences_longer_than_the_table(flaubert_checkpoint):
+    ours, ref = load_both(flaubert_checkpoint())
+    ids = np.full((1, 45), 7)
+    positions = np.arange(45)[None] % 40
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(ids), position_ids=torch.from_numpy(positions))
+    got = ours(ids, position_ids=positions)
+    assert np.abs(got.last_hidden_state - expected.last_hidden_state.numpy()).max() <= TOL
