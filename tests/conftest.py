@@ -44,3 +44,260 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"FAILED: {len(_skipped)} test(s) skipped; this suite allows no skips.", red=True
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# Model fixtures (issue 2, the encoder): tiny random FlauBERT checkpoints written by transformers.
+# ------------------------------------------------------------------------------------------------
+
+# Small enough to build in milliseconds; max_position_embeddings small so that a batch at full
+# length is cheap. FlaubertConfig keyword names (transformers' spelling).
+TINY_FLAUBERT = {
+    "vocab_size": 99,
+    "emb_dim": 32,
+    "n_layers": 2,
+    "n_heads": 4,
+    "max_position_embeddings": 40,
+}
+
+
+def randomize_flaubert(model, seed: int = 0) -> None:
+    """Give every parameter of a transformers FlaubertModel a random, well-scaled value.
+
+    transformers' own init leaves the layer norms at 1 / 0 and the biases at 0, which would hide
+    mistakes in them; weights ~ N(0, 1/fan_in) keep attention neither flat nor saturated.
+    A sinusoidal position table is left as transformers made it.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("position_embeddings.weight") and model.config.sinusoidal_embeddings:
+                continue
+            noise = torch.randn(p.shape, generator=gen)
+            if "layer_norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * noise)
+            elif name.endswith("bias"):
+                p.copy_(0.2 * noise)
+            elif "embeddings" in name:
+                p.copy_(noise)
+            else:  # a linear weight [out, in]
+                p.copy_(noise / p.shape[1] ** 0.5)
+
+
+@pytest.fixture(scope="session")
+def flaubert_checkpoint(tmp_path_factory):
+    """Factory: a folder with config.json + safetensors weights written by transformers.
+
+    make(head=False, dtype="float32", max_shard_size=None, seed=0, **config) -> Path
+      config: FlaubertConfig keywords overriding TINY_FLAUBERT (vocab_size, emb_dim, ...);
+      head: save a FlaubertWithLMHeadModel (keys under `transformer.`, plus `pred_layer.*`);
+      dtype: "float32", "float16" or "bfloat16" (the dtype the tensors are saved in);
+      max_shard_size: e.g. "20KB" to get model.safetensors.index.json and shards.
+    Each distinct call builds once per session (random init, randomized as above).
+    """
+    import torch
+    import transformers
+
+    built: dict = {}
+
+    def make(head=False, dtype="float32", max_shard_size=None, seed=0, **config):
+        key = (head, dtype, max_shard_size, seed, tuple(sorted(config.items())))
+        if key not in built:
+            cfg = transformers.FlaubertConfig(**{**TINY_FLAUBERT, **config})
+            torch.manual_seed(seed)
+            if head:
+                model = transformers.FlaubertWithLMHeadModel(cfg)
+                randomize_flaubert(model.transformer, seed)
+            else:
+                model = transformers.FlaubertModel(cfg)
+                randomize_flaubert(model, seed)
+            model = model.to(getattr(torch, dtype)).eval()
+            folder = tmp_path_factory.mktemp("flaubert")
+            kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+            model.save_pretrained(folder, **kwargs)
+            built[key] = folder
+        return built[key]
+
+    return make
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokenizer fixtures (issue 3: flaubert_np/tokenizer.py, tools/learn_bpe.py): realistic FlauBERT
+# tokenizer folders. A BPE vocabulary is learned from the STS sentences with tools/learn_bpe.py,
+# then transformers' FlaubertTokenizer loads it and `save_pretrained` writes the folder, so the
+# files (vocab.json, merges.txt, tokenizer_config.json) are exactly what transformers writes.
+# ------------------------------------------------------------------------------------------------
+
+TOOLS = Path(__file__).parent.parent / "tools"
+TOKENIZER_MERGES = 5000  # "several thousand merges": words are split into a few pieces each
+TOKENIZER_MAX_LENGTH = 512  # FlauBERT's model_max_length on the Hub
+
+
+def load_tool(name: str):
+    """Import tools/<name>.py (tools/ is not a package) and return the module."""
+    import importlib.util
+    import sys
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+def save_flaubert_tokenizer(vocab_dir: Path, out_dir: Path, do_lowercase: bool, **kwargs) -> Path:
+    """vocab.json + merges.txt -> a full tokenizer folder written by transformers' save_pretrained.
+
+    kwargs go to transformers' FlaubertTokenizer (default model_max_length=512).
+    """
+    from transformers import FlaubertTokenizer
+
+    kwargs.setdefault("model_max_length", TOKENIZER_MAX_LENGTH)
+    files = (str(vocab_dir / "vocab.json"), str(vocab_dir / "merges.txt"))
+    tok = FlaubertTokenizer(*files, do_lowercase=do_lowercase, **kwargs)
+    tok.save_pretrained(str(out_dir))
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dirs(tmp_path_factory, stsb_sentences) -> dict[str, Path]:
+    """{"uncased": Path, "cased": Path}: FlauBERT tokenizer folders (do_lowercase true / false),
+    5,000 merges learned from the STS sentences, model_max_length 512. Built once per session."""
+    learn_bpe = load_tool("learn_bpe")
+    dirs = {}
+    for name, lowercase in (("uncased", True), ("cased", False)):
+        vocab = learn_bpe.learn_bpe(
+            stsb_sentences, TOKENIZER_MERGES, tmp_path_factory.mktemp(f"bpe-{name}"), lowercase
+        )
+        out = tmp_path_factory.mktemp(f"tok-{name}")
+        dirs[name] = save_flaubert_tokenizer(vocab, out, lowercase)
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tokenizer_dirs) -> Path:
+    """The uncased tokenizer folder (like flaubert_base_uncased, the first target model)."""
+    return tokenizer_dirs["uncased"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Sentence fixtures (issue 4: flaubert_np/sentence.py, hub.py, cli.py): tiny sentence-transformers
+# models written by SentenceTransformer.save (sentence-transformers 6.2 on transformers 5), built
+# from the random FlauBERT of `flaubert_checkpoint` and the STS tokenizers of `tokenizer_dirs`.
+# ------------------------------------------------------------------------------------------------
+
+SENTENCE_MAX_SEQ_LENGTH = 32  # short, so that many STS sentences are truncated
+
+
+@pytest.fixture
+def torch_single_thread():
+    """Run torch on one thread during the test: tiny models on two busy cores are many times
+    faster that way (thread start-up and spinning dominate)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def sentence_model(tmp_path_factory, flaubert_checkpoint, tokenizer_dirs):
+    """Factory: a sentence-transformers model folder saved by `SentenceTransformer.save`.
+
+    make(pooling="mean", normalize=False, dense=None, max_seq_length=32, tokenizer="uncased",
+         safe_serialization=True, include_prompt=True, prompts=None, similarity_fn_name=None,
+         seed=0) -> Path
+      pooling: a mode or a tuple of modes ("mean", "cls", "max", "mean_sqrt_len_tokens", ...);
+      dense: None, or a torch.nn activation class name ("Tanh", "Identity") for a Dense layer
+             32 -> 24 after pooling (Normalize, when asked, comes after it);
+      max_seq_length: None leaves sentence-transformers' default (tokenizer model_max_length 512
+             capped at max_position_embeddings 64);
+      safe_serialization=False: pytorch_model.bin files (torch.save) instead of model.safetensors.
+    The FlauBERT is tiny: 2 layers, 32 dims, 4 heads, max_position_embeddings 64. Each distinct
+    call builds once per session.
+    """
+    import json
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    built: dict = {}
+
+    def make(
+        pooling="mean",
+        normalize=False,
+        dense=None,
+        max_seq_length=SENTENCE_MAX_SEQ_LENGTH,
+        tokenizer="uncased",
+        safe_serialization=True,
+        include_prompt=True,
+        prompts=None,
+        similarity_fn_name=None,
+        seed=0,
+    ):
+        key = json.dumps([pooling, normalize, dense, max_seq_length, tokenizer, safe_serialization,
+                          include_prompt, prompts, similarity_fn_name, seed], sort_keys=True)
+        if key in built:
+            return built[key]
+        tok_dir = tokenizer_dirs[tokenizer]
+        n_words = len(json.loads((tok_dir / "vocab.json").read_text(encoding="utf-8")))
+        checkpoint = flaubert_checkpoint(vocab_size=n_words, max_position_embeddings=64, seed=seed)
+        hf_dir = tmp_path_factory.mktemp("flaubert-hf")
+        shutil.copytree(checkpoint, hf_dir, dirs_exist_ok=True)
+        shutil.copytree(tok_dir, hf_dir, dirs_exist_ok=True)
+
+        torch.manual_seed(seed)
+        modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length)]
+        dim = modules[0].get_embedding_dimension()
+        modules.append(Pooling(dim, pooling_mode=pooling, include_prompt=include_prompt))
+        if dense is not None:
+            activation = getattr(torch.nn, dense)()
+            n_in = modules[-1].get_embedding_dimension()
+            modules.append(Dense(n_in, 24, activation_function=activation))
+        if normalize:
+            modules.append(Normalize())
+        model = SentenceTransformer(
+            modules=modules, device="cpu", prompts=prompts, similarity_fn_name=similarity_fn_name
+        )
+        out = tmp_path_factory.mktemp("sentence-model")
+        model.save(str(out), safe_serialization=safe_serialization)
+        if not safe_serialization and (out / "model.safetensors").exists():
+            # transformers 5 writes safetensors whatever it is asked; write the FlauBERT weights
+            # as transformers 4 did (torch.save of the state dict), the 2021 models' only file.
+            from safetensors.torch import load_file
+
+            torch.save(load_file(out / "model.safetensors"), out / "pytorch_model.bin")
+            (out / "model.safetensors").unlink()
+        built[key] = out
+        return out
+
+    return make
+
+
+def place_in_hub_cache(model_dir: Path, cache_dir: Path, repo_id: str, commit: str) -> Path:
+    """Put model_dir's files in a Hub cache as huggingface_hub lays it out: content-addressed
+    blobs/, relative symlinks to them in snapshots/<commit>/, refs/main naming the commit.
+    Returns the snapshot folder."""
+    import hashlib
+    import os
+
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        link = snapshot / f.relative_to(model_dir)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
