@@ -3,7 +3,9 @@
     flaubert-np encode "Une phrase." "Une autre." -o embeddings.npy
     flaubert-np encode -i sentences.txt --format jsonl > embeddings.jsonl
     cat sentences.txt | flaubert-np encode -o embeddings.npy
+    flaubert-np encode -i corpus.jsonl --field text --id-field id -o corpus.npy --workers 2
     flaubert-np similarity "Un chat dort." "Un chien dort." "Il pleut."
+    flaubert-np attention "Le chat dort." --layer 0 --head 1 -o attention.svg
 
 `--model` takes a local directory, a Hugging Face Hub id or "demo" (the default, the small model
 shipped with the package). Any failure is one line on stderr and a non-zero exit code: 2 for a
@@ -36,22 +38,25 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="FlauBERT sentence embeddings in pure NumPy.")
-    common = _Parser(add_help=False)
-    common.add_argument(
+    model_options = _Parser(add_help=False)  # what loading a model takes
+    model_options.add_argument(
         "--model", "-m", default="demo",
         help="local directory, Hugging Face Hub id, or 'demo' (default: demo)",
     )
-    common.add_argument("--revision", help="Hub revision: branch, tag or commit")
-    common.add_argument("--cache-dir", help="Hub cache directory (default: the standard one)")
-    common.add_argument(
+    model_options.add_argument("--revision", help="Hub revision: branch, tag or commit")
+    model_options.add_argument(
+        "--cache-dir", help="Hub cache directory (default: the standard one)"
+    )
+    model_options.add_argument(
         "--offline", action="store_true",
         help="never use the network (as HF_HUB_OFFLINE=1): only the Hub cache",
     )
-    common.add_argument(
+    model_options.add_argument(
         "--token-type-ids", choices=("auto", "zeros", "none"), default="auto",
         help="auto (default: as the transformers version the model was saved with), "
         "zeros (transformers 4.x) or none (transformers 5)",
     )
+    common = _Parser(add_help=False, parents=[model_options])
     common.add_argument("--batch-size", type=int, default=32, help="default: 32")
     common.add_argument(
         "--normalize", action="store_true", help="L2-normalise the embeddings"
@@ -84,6 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("npy", "jsonl"), default=None,
         help="npy (needs -o) or jsonl (default: npy with -o, else jsonl)",
     )
+    large = encode.add_argument_group(
+        "large files", "-i FILE -o OUT.npy is streamed: bounded memory, written in chunks, "
+        "resumable (run the same command again after an interruption)",
+    )
+    large.add_argument(
+        "--field", metavar="NAME", help="read -i as JSON lines, the text in this field"
+    )
+    large.add_argument(
+        "--id-field", metavar="NAME", help="with --field: each row's id, saved in OUT.ids.jsonl"
+    )
+    large.add_argument(
+        "--on-invalid", choices=("error", "skip"),
+        help="lines with no readable text: error (default: stop before embedding, naming them) "
+        "or skip (listed in OUT.skipped.jsonl, row ids in OUT.ids.jsonl)",
+    )
+    large.add_argument(
+        "--on-blank", choices=("keep", "skip", "error"),
+        help="blank texts: keep (default: embedded, row i stays line i), skip or error",
+    )
+    large.add_argument("--workers", type=int, metavar="N", help="worker processes (default: 1)")
+    large.add_argument(
+        "--chunk-lines", type=int, metavar="N",
+        help="input lines per chunk and checkpoint (default: 1024)",
+    )
+    large.add_argument(
+        "--overwrite", action="store_true", help="discard any checkpoint and existing outputs"
+    )
 
     similarity = commands.add_parser(
         "similarity", parents=[common], help="cosine similarity matrix of texts",
@@ -93,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.add_argument(
         "--format", choices=("table", "json"), default="table",
         help="table (default) or json (the full-precision matrix)",
+    )
+
+    attention = commands.add_parser(
+        "attention", parents=[model_options], help="draw a layer's attention weights as SVG",
+        description="Draw the attention weights of one sentence as an SVG heatmap: one head "
+        "(--head), or every head of the layer as a grid.",
+    )
+    attention.add_argument("text", help="the sentence")
+    attention.add_argument(
+        "--layer", "-l", type=int, default=0,
+        help="layer, from 0 (default: 0; negative counts from the last, -1 = last)",
+    )
+    attention.add_argument(
+        "--head", type=int, default=None,
+        help="head, from 0 (default: every head of the layer, as a grid)",
+    )
+    attention.add_argument("--columns", type=int, default=4, help="grid columns (default: 4)")
+    attention.add_argument(
+        "-o", "--output", required=True, help="the SVG file to write ('-': stdout)"
     )
     return parser
 
@@ -155,6 +206,13 @@ def cmd_encode(args: argparse.Namespace) -> None:
     fmt = args.format or ("npy" if args.output else "jsonl")
     if fmt == "npy" and not args.output:
         raise CliError("--format npy needs an output file: -o FILE.npy")
+    if args.input not in (None, "-") and fmt == "npy" and not args.texts:
+        _encode_file(args)
+        return
+    for flag in ("field", "id_field", "on_invalid", "on_blank", "workers", "chunk_lines",
+                 "overwrite"):
+        if getattr(args, flag) not in (None, False):
+            raise CliError(f"--{flag.replace('_', '-')} needs -i FILE and -o OUT.npy")
     texts = _read_texts(args)
     embeddings = _encode_texts(args, texts)
     if fmt == "npy":
@@ -178,6 +236,39 @@ def cmd_encode(args: argparse.Namespace) -> None:
             out.close()
 
 
+def _encode_file(args: argparse.Namespace) -> None:
+    """-i FILE -o OUT.npy: streamed in chunks, resumable (flaubert_np/stream.py)."""
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    from flaubert_np.distributed import EmbeddingFunction
+    from flaubert_np.stream import encode_file
+
+    fn = EmbeddingFunction(
+        args.model, batch_size=args.batch_size, normalize_embeddings=args.normalize,
+        revision=args.revision, cache_dir=args.cache_dir, local_files_only=args.offline,
+        token_type_ids=args.token_type_ids,
+    )
+    try:
+        summary = encode_file(
+            args.input, args.output, fn, field=args.field, id_field=args.id_field,
+            on_invalid=args.on_invalid or "error", on_blank=args.on_blank or "keep",
+            chunk_lines=1024 if args.chunk_lines is None else args.chunk_lines,
+            workers=1 if args.workers is None else args.workers,
+            overwrite=args.overwrite, progress=args.progress is not False,
+        )
+    except KeyboardInterrupt:
+        import os
+
+        if not os.path.isdir(f"{args.output}.partial"):
+            raise
+        raise KeyboardInterrupt(f"(the work done is kept in {args.output}.partial: run the same "
+                                "command again to resume)") from None
+    if summary.blank:
+        lines = ", ".join(map(str, summary.blank_lines)) + (", ..." if summary.blank > 10 else "")
+        sys.stderr.write(f"{PROG}: note: {summary.blank} blank text(s) embedded in place "
+                         f"(line {lines}); --on-blank skip or error to change that\n")
+
+
 def cmd_similarity(args: argparse.Namespace) -> None:
     if len(args.texts) < 2:
         raise CliError("similarity needs at least two texts")
@@ -193,10 +284,49 @@ def cmd_similarity(args: argparse.Namespace) -> None:
     labels = [f"[{i}]" for i in range(len(args.texts))]
     for label, text in zip(labels, args.texts, strict=True):
         print(f"{label} {text}")
-    width = max(7, *(len(label) for label in labels))
+    width = max(8, 1 + max(len(label) for label in labels))  # room for "-0.1234" and a space
     print(" " * width + "".join(f"{label:>{width}}" for label in labels))
     for label, row in zip(labels, scores, strict=True):
         print(f"{label:<{width}}" + "".join(f"{x:>{width}.4f}" for x in row))
+
+
+def cmd_attention(args: argparse.Namespace) -> None:
+    if args.columns < 1:
+        raise CliError(f"--columns must be at least 1, got {args.columns}")
+    encoder = _load(args)
+    from flaubert_np.svg import attention_grid_svg, attention_svg, token_labels
+
+    features = encoder.tokenize([args.text])
+    output = encoder.model(
+        features["input_ids"],
+        attention_mask=features["attention_mask"],
+        token_type_ids=features.get("token_type_ids"),
+        output_attentions=True,
+    )
+    n_layers = len(output.attentions)
+    if not -n_layers <= args.layer < n_layers:
+        raise CliError(f"--layer {args.layer} out of range: the model has {n_layers} layers")
+    layer = args.layer % n_layers
+    weights = output.attentions[layer][0]  # [heads, seq, seq]
+    ids = features["input_ids"][0].tolist()
+    labels = token_labels(encoder.tokenizer.convert_ids_to_tokens(ids))
+    if args.head is None:
+        title = f"{args.model}: layer {layer}, all heads"
+        svg = attention_grid_svg(labels, weights, title=title, columns=args.columns)
+    else:
+        if not 0 <= args.head < len(weights):
+            raise CliError(f"--head {args.head} out of range: layers have {len(weights)} heads")
+        title = f"{args.model}: layer {layer}, head {args.head}"
+        svg = attention_svg(labels, weights[args.head], title=title)
+    if args.output == "-":
+        sys.stdout.write(svg)
+        return
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(svg)
+    except OSError as e:
+        raise CliError(f"cannot write '{args.output}': {e.strerror}") from None
+    print(f"wrote {args.output}: {title}, {len(labels)} tokens", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,7 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import os
 
         os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported
-    command = {"encode": cmd_encode, "similarity": cmd_similarity}[args.command]
+    command = {"encode": cmd_encode, "similarity": cmd_similarity, "attention": cmd_attention}[
+        args.command
+    ]
     try:
         command(args)
     except CliError as e:
@@ -218,8 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (OSError, ValueError) as e:  # what the package raises, with a message naming the cause
         return _fail(str(e) or type(e).__name__)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except KeyboardInterrupt as e:
+        return _fail(" ".join(("interrupted", *map(str, e.args))), 130)
     except Exception as e:  # anything else still gets one line, with its type to report it by
         return _fail(f"{type(e).__name__}: {e}")
     return 0

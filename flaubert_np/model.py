@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from flaubert_np import fast
 from flaubert_np.config import FlaubertConfig
 from flaubert_np.layers import attention, ffn, gelu, layer_norm, relu
 from flaubert_np.weights import check_weights, load_weights
@@ -35,8 +36,10 @@ class FlaubertOutput:
 class Layer:
     """One transformer layer: its weights, laid out for `x @ w` (linear weights [in, out])."""
 
-    qkv_weight: np.ndarray  # [dim, 3 * dim]: q_lin, k_lin, v_lin side by side
-    qkv_bias: np.ndarray  # [3 * dim]
+    q_lin_weight: np.ndarray  # [dim, dim]
+    k_lin_weight: np.ndarray  # [dim, dim]
+    v_lin_weight: np.ndarray  # [dim, dim]
+    qkv_bias: np.ndarray  # [3 * dim]: q_lin, k_lin, v_lin biases side by side
     out_lin_weight: np.ndarray  # [dim, dim]
     out_lin_bias: np.ndarray  # [dim]
     layer_norm1_weight: np.ndarray  # [dim]
@@ -50,12 +53,13 @@ class Layer:
 
     @classmethod
     def from_weights(cls, w: Mapping[str, np.ndarray], i: int) -> Layer:
-        """Layer i from bare transformers names; torch's [out, in] weights transposed once."""
+        """Layer i from bare transformers names; torch's [out, in] weights seen transposed."""
         att, ff = f"attentions.{i}.", f"ffns.{i}."
-        qkv = ("q_lin", "k_lin", "v_lin")
         return cls(
-            qkv_weight=_in_out(np.concatenate([w[f"{att}{lin}.weight"] for lin in qkv])),
-            qkv_bias=np.concatenate([w[f"{att}{lin}.bias"] for lin in qkv]),
+            q_lin_weight=_in_out(w[f"{att}q_lin.weight"]),
+            k_lin_weight=_in_out(w[f"{att}k_lin.weight"]),
+            v_lin_weight=_in_out(w[f"{att}v_lin.weight"]),
+            qkv_bias=np.concatenate([w[f"{att}{lin}.bias"] for lin in ("q_lin", "k_lin", "v_lin")]),
             out_lin_weight=_in_out(w[f"{att}out_lin.weight"]),
             out_lin_bias=np.asarray(w[f"{att}out_lin.bias"]),
             layer_norm1_weight=np.asarray(w[f"layer_norm1.{i}.weight"]),
@@ -68,23 +72,43 @@ class Layer:
             layer_norm2_bias=np.asarray(w[f"layer_norm2.{i}.bias"]),
         )
 
+    @property
+    def qkv_weight(self) -> np.ndarray:
+        """[dim, 3 * dim]: q_lin, k_lin, v_lin side by side, for one projection (made when
+        the plain forward asks: a stored copy would double these weights' memory)."""
+        return np.concatenate([self.q_lin_weight, self.k_lin_weight, self.v_lin_weight], axis=1)
+
     def __call__(
-        self, x: np.ndarray, keep: np.ndarray, config: FlaubertConfig
+        self,
+        x: np.ndarray,
+        keep: np.ndarray,
+        config: FlaubertConfig,
+        trace: dict[str, np.ndarray] | None = None,
+        name: str = "",
     ) -> tuple[np.ndarray, np.ndarray]:
         """[batch, seq, dim] -> [batch, seq, dim], attention weights [batch, heads, seq, seq].
 
         post-norm (FlauBERT's default): x = norm1(x + attn(x)); x = norm2(x + ffn(x))
         pre_norm:                       x = x + attn(norm1(x)); x = x + ffn(norm2(x))
+        With a `trace` dict, the output of each module is stored under `name` + "attention",
+        "layer_norm1", "ffn", "layer_norm2" (what transformers' modules of those names return).
         """
         eps = config.layer_norm_eps
         if config.pre_norm:
-            attn, weights = self.attention(self.norm1(x, eps), keep, config.n_heads)
+            normed1 = self.norm1(x, eps)
+            attn, weights = self.attention(normed1, keep, config.n_heads)
             x = x + attn
-            x = x + self.ffn(self.norm2(x, eps), config.gelu_activation)
+            normed2 = self.norm2(x, eps)
+            ffn_out = self.ffn(normed2, config.gelu_activation)
+            x = x + ffn_out
         else:
             attn, weights = self.attention(x, keep, config.n_heads)
-            x = self.norm1(x + attn, eps)
-            x = self.norm2(x + self.ffn(x, config.gelu_activation), eps)
+            x = normed1 = self.norm1(x + attn, eps)
+            ffn_out = self.ffn(x, config.gelu_activation)
+            x = normed2 = self.norm2(x + ffn_out, eps)
+        if trace is not None:
+            trace[name + "attention"], trace[name + "layer_norm1"] = attn, normed1
+            trace[name + "ffn"], trace[name + "layer_norm2"] = ffn_out, normed2
         return x, weights
 
     def attention(
@@ -112,8 +136,12 @@ class Layer:
 
 
 def _in_out(weight: np.ndarray) -> np.ndarray:
-    """torch's Linear weight [out, in] -> a contiguous [in, out] copy, for `x @ w`."""
-    return np.ascontiguousarray(np.asarray(weight).T)
+    """torch's Linear weight [out, in] -> [in, out] for `x @ w`: a transposed view, not a copy.
+
+    BLAS reads a transposed matrix in place, as fast for a batch of tokens; a copy would double
+    the weights' memory (they stay memory-mapped from the file) and slow the start.
+    """
+    return np.asarray(weight).T
 
 
 class FlaubertModel:
@@ -132,6 +160,9 @@ class FlaubertModel:
         self.layer_norm_emb_weight = np.asarray(weights["layer_norm_emb.weight"])
         self.layer_norm_emb_bias = np.asarray(weights["layer_norm_emb.bias"])
         self.layers = [Layer.from_weights(weights, i) for i in range(config.n_layers)]
+        # True: the last hidden state comes from fast.py's forward; False: always the plain
+        # forward below, the reference (hidden states and attention maps always come from it).
+        self.fast = True
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path) -> FlaubertModel:
@@ -149,6 +180,7 @@ class FlaubertModel:
         lengths: Any = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        trace: dict[str, np.ndarray] | None = None,
     ) -> FlaubertOutput:
         """Encode a batch, as transformers' FlaubertModel.forward in eval mode.
 
@@ -161,6 +193,10 @@ class FlaubertModel:
         embeddings (ignored, as in transformers, when the model has none); `token_type_ids`
         [batch, seq] are looked up in the word embedding table, as transformers does;
         `position_ids` [batch, seq] default to 0, 1, ... seq - 1.
+        `trace`: a dict to fill with the named intermediate values of this pass ("embeddings",
+        then "layer.{i}.attention", "layer.{i}.layer_norm1", "layer.{i}.ffn",
+        "layer.{i}.layer_norm2"), each [batch, seq, dim] as transformers' modules output them
+        (before the padding mask). None (the default) records nothing and costs nothing.
         """
         c = self.config
         ids = _int_matrix("input_ids", input_ids)
@@ -186,22 +222,34 @@ class FlaubertModel:
                 "position_ids", positions, c.max_position_embeddings, "max_position_embeddings"
             )
 
-        x = self.embeddings[ids] + self.position_embeddings[positions]  # [batch, seq, dim]
         if langs is not None:
             langs = _int_matrix("langs", langs, (batch, seq))
-            if self.lang_embeddings is not None:
+            if self.lang_embeddings is None:
+                langs = None  # ignored, as in transformers
+            else:
                 _check_range("langs", langs, c.n_langs, "n_langs")
-                x = x + self.lang_embeddings[langs]
+        types = None
         if token_type_ids is not None:
             types = _int_matrix("token_type_ids", token_type_ids, (batch, seq))
             _check_range("token_type_ids", types, c.n_words, "n_words")
+
+        plain = output_hidden_states or output_attentions or c.causal or trace is not None
+        if self.fast and not plain:
+            return FlaubertOutput(fast.forward(self, ids, mask, positions, langs, types))
+
+        x = self.embeddings[ids] + self.position_embeddings[positions]  # [batch, seq, dim]
+        if langs is not None:
+            x = x + self.lang_embeddings[langs]
+        if types is not None:
             x = x + self.embeddings[types]
         x = layer_norm(x, self.layer_norm_emb_weight, self.layer_norm_emb_bias, c.layer_norm_eps)
+        if trace is not None:
+            trace["embeddings"] = x
         x = x * mask[..., None]
 
         hidden_states, attentions = [x], []
-        for layer in self.layers:
-            x, weights = layer(x, keep, c)
+        for i, layer in enumerate(self.layers):
+            x, weights = layer(x, keep, c, trace, f"layer.{i}.")
             x = x * mask[..., None]
             hidden_states.append(x)
             if output_attentions:  # [batch, heads, seq, seq] each: kept only when asked for

@@ -32,6 +32,7 @@ import numpy as np
 # transformers' "no limit" model_max_length, and the bound above which a length counts as "no limit"
 VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
+WORD_CACHE_SIZE = 100_000  # words whose BPE pieces and ids are cached (see _make_room)
 
 # The named special tokens, in transformers 5's order (SPECIAL_TOKENS_ATTRIBUTES).
 SPECIAL_TOKEN_NAMES = (
@@ -554,6 +555,7 @@ class FlaubertTokenizer:
         """A Moses word -> its BPE pieces, cached: a corpus repeats its words."""
         pieces = self._bpe_cache.get(word)
         if pieces is None:
+            _make_room(self._bpe_cache)
             pieces = self._bpe_cache[word] = bpe(word, self.bpe_ranks)
         return pieces
 
@@ -561,6 +563,7 @@ class FlaubertTokenizer:
         """A Moses word -> the ids of its BPE pieces, cached."""
         ids = self._ids_cache.get(word)
         if ids is None:
+            _make_room(self._ids_cache)
             ids = self._ids_cache[word] = self.convert_tokens_to_ids(self._word_pieces(word))
         return ids
 
@@ -853,6 +856,14 @@ class FlaubertTokenizer:
 # ---------------------------------------------------------------------------------------------
 # Input checks: one clear error naming the bad item, never a silent drop
 # ---------------------------------------------------------------------------------------------
+
+
+def _make_room(cache: dict) -> None:
+    """Keep a word cache bounded: a stream of millions of sentences keeps bringing new words, and
+    an unbounded cache would grow with it. Emptying it when full is crude but costs nothing on
+    the hot path, and the frequent words come straight back."""
+    if len(cache) >= WORD_CACHE_SIZE:
+        cache.clear()
 
 
 def _is_batch(ids: Any) -> bool:

@@ -62,28 +62,8 @@ TINY_FLAUBERT = {
 
 
 def randomize_flaubert(model, seed: int = 0) -> None:
-    """Give every parameter of a transformers FlaubertModel a random, well-scaled value.
-
-    transformers' own init leaves the layer norms at 1 / 0 and the biases at 0, which would hide
-    mistakes in them; weights ~ N(0, 1/fan_in) keep attention neither flat nor saturated.
-    A sinusoidal position table is left as transformers made it.
-    """
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("position_embeddings.weight") and model.config.sinusoidal_embeddings:
-                continue
-            noise = torch.randn(p.shape, generator=gen)
-            if "layer_norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.2 * noise)
-            elif "embeddings" in name:
-                p.copy_(noise)
-            else:  # a linear weight [out, in]
-                p.copy_(noise / p.shape[1] ** 0.5)
+    """Random, well-scaled weights for a transformers FlauBERT model (tools/random_weights.py)."""
+    load_tool("random_weights").randomize_flaubert(model, seed)
 
 
 @pytest.fixture(scope="session")

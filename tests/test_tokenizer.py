@@ -566,3 +566,15 @@ def test_bad_folders(tokenizer_dir, tmp_path):
     (tmp_path / "vocab.json").write_text('{"a": "zero"}', encoding="utf-8")
     with pytest.raises(ValueError, match=r"vocab\.json: expected an object of token -> int id"):
         FlaubertTokenizer.from_pretrained(tmp_path)
+
+
+def test_word_caches_stay_bounded(tokenizer_dir, monkeypatch):
+    """A stream of new words must not grow the BPE caches without limit (issue 8: flat RSS)."""
+    import flaubert_np.tokenizer as tokenizer_module
+
+    monkeypatch.setattr(tokenizer_module, "WORD_CACHE_SIZE", 50)
+    tok = FlaubertTokenizer.from_pretrained(tokenizer_dir)
+    words = [f"mot{i}" for i in range(500)]
+    expected = [tok.tokenize(w) for w in words]
+    assert len(tok._bpe_cache) <= 50 and len(tok._ids_cache) <= 50
+    assert [tok.tokenize(w) for w in words] == expected

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+from random_weights import randomize_flaubert
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "goldens" / "prenorm_tf4.npz"
 
@@ -45,22 +46,6 @@ CONFIG = {
     "pre_norm": True,
     "layer_norm_eps": 1e-6,
 }
-
-
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Random, well-scaled parameters (as tests/conftest.py's randomize_flaubert)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if "layer_norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.2 * noise)
-            elif "embeddings" in name:
-                p.copy_(noise)
-            else:  # a linear weight [out, in]
-                p.copy_(noise / p.shape[1] ** 0.5)
 
 
 def make_cases(config, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
@@ -89,7 +74,7 @@ def main() -> None:
         sys.exit(f"needs transformers 4.x (found {transformers.__version__}): see the docstring")
     torch.manual_seed(0)
     model = transformers.FlaubertModel(transformers.FlaubertConfig(**CONFIG))
-    randomize(model, seed=0)
+    randomize_flaubert(model, seed=0)
     model.eval()
 
     captured: list[torch.Tensor] = []

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))  # learn_bpe uses flaubert_np.tokenizer's Moses pi
 sys.path.insert(0, str(ROOT / "tools"))
 
 from learn_bpe import learn_bpe  # noqa: E402
+from random_weights import randomize_flaubert  # noqa: E402
 
 OUT = ROOT / "tests" / "goldens" / "sentence_tf4"
 STSB = ROOT / "tests" / "data" / "stsb-fr"
@@ -57,23 +58,6 @@ SEED = 0
 def read_sentences(split: str) -> list[str]:
     with open(STSB / f"{split}.csv", encoding="utf-8", newline="") as f:
         return [s for row in csv.reader(f) for s in row[:2]]
-
-
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Well-scaled random weights everywhere (transformers' init leaves layer norms at 1 / 0 and
-    biases at 0, which would hide mistakes in them)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if "layer_norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.2 * noise)
-            elif "embeddings" in name:
-                p.copy_(noise)
-            else:  # a linear weight [out, in]
-                p.copy_(noise / p.shape[1] ** 0.5)
 
 
 def golden_sentences() -> list[str]:
@@ -93,7 +77,7 @@ def main() -> None:
         )
         config = transformers.FlaubertConfig(vocab_size=len(tokenizer), **CONFIG)
         flaubert = transformers.FlaubertModel(config).eval()
-        randomize(flaubert, SEED)
+        randomize_flaubert(flaubert, SEED)
         flaubert.save_pretrained(hf_dir, safe_serialization=False)
         tokenizer.save_pretrained(hf_dir)
 

@@ -1,0 +1,151 @@
+"""flaubert_np.fast: each kernel against its plain version in layers.py, and the fast forward
+against the plain forward and against transformers, on every configuration and input case of
+tests/test_model.py."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_model import CONFIGS, TOL, load_both, make_cases
+from test_model import prenorm_goldens as prenorm_goldens  # the fixture, re-used here
+
+from flaubert_np import fast, layers
+from flaubert_np.config import FlaubertConfig
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+RNG = np.random.default_rng(0)
+
+
+def test_bias_gelu_matches_the_plain_gelu():
+    # every regime: 0, tiny, the body, the tails where erfc underflows, and huge values
+    x = np.concatenate([
+        np.linspace(-12, 12, 200_001), [0.0, -0.0, 1e-30, -1e-30, 1e-8, -40, 40, -3e38, 3e38],
+    ]).astype(np.float32)  # fmt: skip
+    # shaped [rows, features] with a row count that leaves a partial GELU_ROWS block
+    width = 1000
+    x = np.concatenate([x, np.zeros(-len(x) % width, np.float32)]).reshape(-1, width)
+    assert x.shape[0] % fast.GELU_ROWS != 0
+    bias = (RNG.standard_normal(width) * 0.1).astype(np.float32)
+    got = x.copy()
+    fast.bias_gelu_(got, bias)
+    plain = layers.gelu(x + bias)
+    assert got.dtype == np.float32
+    assert np.abs(got - plain).max() <= 1e-6
+    exact = np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))))(
+        (x + bias).astype(np.float64))
+    assert np.abs(got - exact).max() <= 1e-6
+    ref = torch.nn.functional.gelu(torch.from_numpy(x + bias)).numpy()
+    finite = np.abs(x) < 1e30  # torch's own kernel overflows to inf near float32's max
+    assert np.abs(got - ref)[finite].max() <= 5e-6
+    assert np.isnan(fast_gelu(np.float32([np.nan]))).all()
+
+
+def fast_gelu(x):
+    out = x.reshape(1, -1).copy()
+    fast.bias_gelu_(out, np.zeros(out.shape[1], np.float32))
+    return out.reshape(x.shape)
+
+
+def test_bias_relu_matches_the_plain_relu():
+    x = RNG.standard_normal((5, 7)).astype(np.float32)
+    bias = RNG.standard_normal(7).astype(np.float32)
+    got = x.copy()
+    fast.bias_relu_(got, bias)
+    assert np.array_equal(got, layers.relu(x + bias))
+
+
+def test_layer_norm_in_place_matches_the_plain_one():
+    x = (RNG.standard_normal((37, 36)) * 5 + 2).astype(np.float32)
+    w = RNG.standard_normal(36).astype(np.float32)
+    b = RNG.standard_normal(36).astype(np.float32)
+    for eps in (1e-12, 1e-5):
+        got = x.copy()
+        fast.layer_norm_(got, w, b, eps)
+        assert np.abs(got - layers.layer_norm(x, w, b, eps)).max() <= 1e-5
+
+
+def test_attention_of_equal_length_sentences_matches_the_masked_plain_one():
+    """Packed sentences, consecutive or not, against the plain batched attention with padding."""
+    dim, heads, length = 36, 3, 5
+    lengths = [5, 3, 5, 5, 2]  # the 5-token sentences are not all consecutive
+    n = sum(lengths)
+    qkv = RNG.standard_normal((n, 3 * dim)).astype(np.float32)
+    starts = np.cumsum(lengths) - lengths
+    for chosen in ([0], [2, 3], [0, 2, 3]):
+        context = np.full((n, dim), np.nan, np.float32)
+        fast.attention_(qkv, context, starts[chosen], length, heads)
+        for i in chosen:
+            rows = slice(starts[i], starts[i] + length)
+            q, k, v = (layers.split_heads(t[None], heads) for t in np.split(qkv[rows], 3, -1))
+            weights = layers.softmax(q @ k.transpose(0, 1, 3, 2))
+            expected = layers.merge_heads(weights @ v)[0]
+            assert np.abs(context[rows] - expected).max() <= 1e-6
+        written = np.concatenate([np.arange(starts[i], starts[i] + length) for i in chosen])
+        assert np.isnan(np.delete(context, written, axis=0)).all()  # nothing else touched
+
+
+@pytest.mark.parametrize("case", list(make_cases(FlaubertConfig(n_words=10))))
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fast_forward_matches_plain_and_transformers(flaubert_checkpoint, name, case):
+    ours, ref = load_both(flaubert_checkpoint(**CONFIGS[name]))
+    inputs = make_cases(ours.config)[case]
+    got = ours(**inputs).last_hidden_state  # no hidden states asked for: the fast path
+    plain = ours(**inputs, output_hidden_states=True).last_hidden_state
+    with torch.no_grad():
+        expected = ref(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state
+    assert got.dtype == np.float32 and got.shape == plain.shape
+    assert np.abs(got - plain).max() <= TOL
+    assert np.abs(got - expected.numpy()).max() <= TOL
+
+
+def test_fast_forward_on_mixed_lengths_in_small_blocks(flaubert_checkpoint, monkeypatch):
+    """Sentences of many lengths in an unsorted batch, attention_mask with holes, GELU and FFN
+    in several blocks (the last ones partial): the same numbers as the plain forward."""
+    monkeypatch.setattr(fast, "GELU_ROWS", 3)
+    monkeypatch.setattr(fast, "FFN_ROWS", 7)
+    ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(0, 17, size=23)
+    ids = rng.integers(3, ours.config.n_words, size=(23, 17))
+    mask = (np.arange(17) < lengths[:, None]).astype(np.int64)
+    mask[0, 2] = mask[5, 0] = 0  # holes: a token in the middle, the first token
+    got = ours(ids, attention_mask=mask).last_hidden_state
+    ours.fast = False
+    try:
+        plain = ours(ids, attention_mask=mask).last_hidden_state
+    finally:
+        ours.fast = True
+    assert np.abs(got - plain).max() <= TOL
+    assert np.all(got[mask == 0] == 0)
+
+
+def test_pre_norm_fast_forward_matches_transformers_4_goldens(prenorm_goldens):
+    goldens, model = prenorm_goldens
+    for case in ("attention_mask", "pad_ids", "length_1", "max_length"):
+        inputs = {key: goldens[f"{case}/{key}"] for key in ("input_ids", "attention_mask")
+                  if f"{case}/{key}" in goldens.files}  # fmt: skip
+        got = model(**inputs).last_hidden_state
+        assert np.abs(got - goldens[f"{case}/hidden_states"][-1]).max() <= TOL
+
+
+def test_which_forward_runs(flaubert_checkpoint, monkeypatch):
+    calls = []
+    monkeypatch.setattr(fast, "forward", lambda *args: calls.append(1) or _fail())
+    ours, _ = load_both(flaubert_checkpoint())
+    with pytest.raises(AssertionError, match="fast path taken"):
+        ours([[5, 6, 7]])
+    ours([[5, 6, 7]], output_hidden_states=True)  # plain
+    ours([[5, 6, 7]], output_attentions=True)  # plain
+    causal, _ = load_both(flaubert_checkpoint(**CONFIGS["causal"]))
+    causal([[5, 6, 7]])  # plain: fast.py has no causal mask
+    ours.fast = False
+    try:
+        ours([[5, 6, 7]])  # plain, as asked
+    finally:
+        ours.fast = True
+    assert len(calls) == 1
+
+
+def _fail():
+    raise AssertionError("fast path taken")

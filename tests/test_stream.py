@@ -1,0 +1,364 @@
+"""flaubert_np/stream.py: streaming a corpus into a chunked, resumable .npy file.
+
+The reference for every output is the encoder itself, called on the same chunks of the same lines:
+an interrupted and resumed run, a run with 2 worker processes and a run killed with SIGKILL must
+all give files byte-identical to an uninterrupted single-process run.
+"""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from flaubert_np import stream
+from flaubert_np.distributed import EmbeddingFunction
+from flaubert_np.stream import Checkpoint, InputSpec, StreamError, encode_file
+
+CHUNK = 64
+
+
+@pytest.fixture(scope="module")
+def fn(sentence_model):
+    return EmbeddingFunction(str(sentence_model()), batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, stsb_sentences):
+    """A text file of 300 STS sentences, one per line."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("".join(s + "\n" for s in stsb_sentences[:300]), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, corpus, fn):
+    """An uninterrupted single-process run of `corpus`: (bytes of the .npy, its array)."""
+    out = tmp_path_factory.mktemp("reference") / "emb.npy"
+    summary = encode_file(corpus, out, fn, chunk_lines=CHUNK)
+    assert summary.rows == 300 and summary.skipped == 0 and summary.outputs == [out]
+    assert not (out.parent / "emb.npy.partial").exists()  # the work dir is gone
+    return out.read_bytes(), np.load(out)
+
+
+def by_chunks(fn, texts, size=CHUNK):
+    return np.concatenate([fn(texts[i : i + size]) for i in range(0, len(texts), size)])
+
+
+def test_output_is_the_encoder_on_each_chunk(reference, corpus, fn):
+    data, embeddings = reference
+    texts = corpus.read_text(encoding="utf-8").splitlines()
+    np.testing.assert_array_equal(embeddings, by_chunks(fn, texts))
+    # A plain .npy: the same bytes np.save writes, and memory-mappable.
+    buffer = io.BytesIO()
+    np.save(buffer, embeddings)
+    assert buffer.getvalue() == data
+    # Chunking changes how sentences are batched (padding), not what they mean:
+    np.testing.assert_allclose(embeddings, fn(texts), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "kind", "reason"),
+    [
+        (b"\n", None, "blank", "blank line"),
+        (b" \t\r\n", None, "blank", "blank line"),
+        (b"caf\xe9\n", None, "invalid", "not UTF-8 (byte 3)"),
+        (b"\n", "text", "invalid", "blank line, no JSON"),
+        (b"{bad json}\n", "text", "invalid", "invalid JSON (Expecting property name enclosed in "
+                                             "double quotes at column 2)"),
+        (b"[1, 2]\n", "text", "invalid", "not a JSON object (array)"),
+        (b'{"id": 1}\n', "text", "invalid", "no field 'text'"),
+        (b'{"text": 3, "id": 1}\n', "text", "invalid", "field 'text' is not a string (number)"),
+        (b'{"text": " ", "id": 1}\n', "text", "blank", "field 'text' is blank"),
+        (b'{"text": "Oui."}\n', "text", "invalid", "no field 'id'"),
+        (b'{"text": "Oui.", "id": [1]}', "text", "invalid",
+         "field 'id' is not a string or an integer (array)"),
+        (b'{"text": "Oui.", "id": true}', "text", "invalid",
+         "field 'id' is not a string or an integer (boolean)"),
+    ],
+)
+def test_problem_lines_have_a_kind_and_a_reason(raw, field, kind, reason):
+    spec = InputSpec(field, "id" if field else None)
+    assert stream.classify(raw, spec)[2:] == (kind, reason)
+
+
+def test_valid_lines():
+    assert stream.classify(b"  Bonjour. \r\n", InputSpec()) == ("  Bonjour. ", None, None, "")
+    assert stream.classify("Déjà vu\n".encode(), InputSpec())[:3] == ("Déjà vu", None, None)
+    spec = InputSpec("phrase", "id")
+    assert stream.classify(b'{"phrase": "Oui.", "id": "a7"}', spec)[:3] == ("Oui.", "a7", None)
+    assert stream.classify(b'{"phrase": "Non.", "id": 12}\n', spec)[:3] == ("Non.", 12, None)
+
+
+def test_default_rules_keep_blank_texts_in_place(tmp_path, fn):
+    lines = ["Une phrase.", "", "Deux.", "   ", "Trois."]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = encode_file(src, tmp_path / "emb.npy", fn)
+    assert (summary.rows, summary.blank, summary.blank_lines) == (5, 2, [2, 4])
+    np.testing.assert_array_equal(np.load(tmp_path / "emb.npy"), fn.encoder.encode(lines))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "in.txt"]  # no sidecars
+
+
+def test_error_rule_names_every_bad_line_before_embedding(tmp_path, fn):
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"Une phrase.\n\nDeux.\ncaf\xe9\n   \nTrois.\n")
+    out = tmp_path / "emb.npy"
+    with pytest.raises(StreamError, match=r"1 invalid or blank line\(s\), nothing embedded: "
+                                          r"line 4: not UTF-8 \(byte 3\)\. .*--on-invalid skip"):
+        encode_file(src, out, fn)
+    with pytest.raises(StreamError, match=r"3 invalid or blank line\(s\).*: line 2: blank line; "
+                                          r"line 4: not UTF-8 \(byte 3\); line 5: blank line\."):
+        encode_file(src, out, fn, on_blank="error")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # nothing written
+
+
+def test_skip_rule_keeps_ids_aligned(tmp_path, fn, stsb_sentences):
+    lines, kept, bad = [], [], []  # kept: (line number, id, text) of the valid lines
+    for number, sentence in enumerate(stsb_sentences[:150], start=1):
+        if number % 37 == 5:
+            lines.append(json.dumps({"text": "", "id": f"s{number}"}))
+            bad.append({"line": number, "reason": "field 'text' is blank"})
+        elif number % 41 == 7:
+            lines.append("{not json")
+            bad.append({"line": number, "reason": "invalid JSON (Expecting property name "
+                                                  "enclosed in double quotes at column 2)"})
+        else:
+            lines.append(json.dumps({"id": f"s{number}", "text": sentence}, ensure_ascii=False))
+            kept.append((number, f"s{number}", sentence))
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    summary = encode_file(src, out, fn, field="text", id_field="id", on_invalid="skip",
+                          on_blank="skip", chunk_lines=50)
+    assert summary.rows == len(kept) and summary.skipped == len(bad) == 150 - len(kept)
+    skipped = [json.loads(line) for line in (tmp_path / "emb.skipped.jsonl").open()]
+    assert skipped == bad
+    got_ids = [json.loads(line) for line in (tmp_path / "emb.ids.jsonl").open()]
+    assert got_ids == [ident for _, ident, _ in kept]
+    # Each chunk is 50 input lines; its valid sentences are embedded together.
+    want = [fn([t for n, _, t in kept if start < n <= start + 50]) for start in (0, 50, 100)]
+    np.testing.assert_array_equal(np.load(out), np.concatenate(want))
+
+
+def test_skip_rule_on_text_input_writes_line_numbers(tmp_path, fn):
+    src = tmp_path / "in.txt"
+    src.write_text("Un.\n\n \n\nDeux.\nTrois.", encoding="utf-8")  # no final newline
+    out = tmp_path / "emb.npy"
+    encode_file(src, out, fn, on_blank="skip", chunk_lines=2)  # chunk 2: lines 3-4, no row
+    assert (tmp_path / "emb.ids.jsonl").read_text() == "1\n5\n6\n"
+    assert [json.loads(x) for x in (tmp_path / "emb.skipped.jsonl").open()] == [
+        {"line": n, "reason": "blank line"} for n in (2, 3, 4)
+    ]
+    want = np.concatenate([fn(["Un."]), fn(["Deux.", "Trois."])])
+    np.testing.assert_array_equal(np.load(out), want)
+
+
+class Interrupting(EmbeddingFunction):
+    """Raises KeyboardInterrupt (a Ctrl-C) on its n-th call; its options are fn's."""
+
+    calls = 0
+
+    def __call__(self, texts):
+        Interrupting.calls += 1
+        if Interrupting.calls == 3:
+            raise KeyboardInterrupt
+        return super().__call__(texts)
+
+
+def test_interrupt_then_resume_gives_the_same_file(tmp_path, corpus, fn, reference):
+    out = tmp_path / "emb.npy"
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(corpus, out, Interrupting(**fn.options()), chunk_lines=CHUNK)
+    work = tmp_path / "emb.npy.partial"
+    assert json.loads((work / "checkpoint.json").read_text()) == {
+        "chunks": 2, "rows": 2 * CHUNK, "lines": 2 * CHUNK, "skipped": 0, "blank": 0,
+        "offset": len(b"".join(corpus.read_bytes().splitlines(keepends=True)[: 2 * CHUNK])),
+    }
+    assert not out.exists()
+    summary = encode_file(corpus, out, fn, chunk_lines=CHUNK)
+    assert summary.resumed_rows == 2 * CHUNK and summary.rows == 300
+    assert out.read_bytes() == reference[0]
+    assert not work.exists()
+
+
+def test_resume_refuses_other_options_or_input(tmp_path, corpus, fn):
+    src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
+    src.write_bytes(corpus.read_bytes())
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(src, out, Interrupting(**fn.options()), chunk_lines=CHUNK)
+    other = EmbeddingFunction(fn.model, batch_size=16)
+    with pytest.raises(StreamError, match=r"model\.batch_size was 8, now 16.*--overwrite"):
+        encode_file(src, out, other, chunk_lines=CHUNK)
+    with pytest.raises(StreamError, match=r"options\.chunk_lines was 64, now 32"):
+        encode_file(src, out, fn, chunk_lines=32)
+    with src.open("a", encoding="utf-8") as f:
+        f.write("Une phrase de plus.\n")
+    with pytest.raises(StreamError, match=r"input\.size was \d+, now \d+"):
+        encode_file(src, out, fn, chunk_lines=CHUNK)
+    summary = encode_file(src, out, other, chunk_lines=CHUNK, overwrite=True)
+    assert summary.resumed_rows == 0 and summary.rows == 301
+
+
+def test_existing_output_needs_overwrite(tmp_path, fn):
+    src = tmp_path / "in.txt"
+    src.write_text("Un.\nDeux.\n", encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    out.write_bytes(b"precious")
+    with pytest.raises(StreamError, match=r"emb\.npy exists; pass --overwrite"):
+        encode_file(src, out, fn)
+    assert out.read_bytes() == b"precious"
+    encode_file(src, out, fn, overwrite=True)
+    np.testing.assert_array_equal(np.load(out), fn(["Un.", "Deux."]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"src": "missing.txt"}, "missing.txt: no such file"),
+        ({"out": "no/such/dir/emb.npy"}, "no such directory"),
+        ({"workers": 0}, "workers must be an integer >= 1"),
+        ({"chunk_lines": 0}, "chunk_lines must be an integer >= 1"),
+        ({"on_invalid": "keep"}, "on_invalid must be one of"),
+        ({"on_blank": "ignore"}, "on_blank must be one of"),
+        ({"id_field": "id"}, "id_field needs JSON lines input"),
+    ],
+)
+def test_bad_arguments_are_named(tmp_path, fn, kwargs, message):
+    (tmp_path / "in.txt").write_text("Un.\n", encoding="utf-8")
+    src = tmp_path / kwargs.pop("src", "in.txt")
+    out = tmp_path / kwargs.pop("out", "emb.npy")
+    with pytest.raises(StreamError, match=message):
+        encode_file(src, out, fn, **kwargs)
+
+
+def test_all_lines_skipped_is_an_error(tmp_path, fn):
+    src = tmp_path / "in.txt"
+    src.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(StreamError, match="no text to embed \\(2 lines skipped\\)"):
+        encode_file(src, tmp_path / "emb.npy", fn, on_blank="skip")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_a_second_run_on_the_same_work_dir_is_refused(tmp_path, corpus, fn):
+    out = tmp_path / "emb.npy"
+    with stream._locked(tmp_path / "emb.npy.partial"), pytest.raises(StreamError, match="in use"):
+        encode_file(corpus, out, fn)
+
+
+def test_two_workers_give_the_same_file(tmp_path, corpus, fn, reference):
+    out = tmp_path / "emb.npy"
+    encode_file(corpus, out, fn, chunk_lines=CHUNK, workers=2)
+    assert out.read_bytes() == reference[0]
+
+
+class Dying(EmbeddingFunction):
+    """Its process is killed (SIGKILL, as by the OOM killer) when a chunk holds "KILL"."""
+
+    def __call__(self, texts):
+        if "KILL" in texts:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__call__(texts)
+
+
+def test_a_killed_worker_stops_the_run_which_then_resumes(tmp_path, fn, stsb_sentences):
+    lines = [*stsb_sentences[:150], "KILL", *stsb_sentences[150:200]]  # "KILL": chunk 2
+    src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
+    src.write_text("".join(s + "\n" for s in lines), "utf-8")
+    with pytest.raises(StreamError, match=r"worker process \d+ died \(exit code -9\)"):
+        encode_file(src, out, Dying(**fn.options()), chunk_lines=CHUNK, workers=2)
+    checkpoint = tmp_path / "emb.npy.partial" / "checkpoint.json"  # absent if none finished
+    saved = json.loads(checkpoint.read_text())["chunks"] if checkpoint.exists() else 0
+    assert saved <= 2 and not out.exists()
+    encode_file(src, out, fn, chunk_lines=CHUNK, workers=2)
+    np.testing.assert_array_equal(np.load(out), by_chunks(fn, lines))
+
+
+def test_progress_line():
+    out = io.StringIO()  # not a terminal: a line every 10 s, nothing for a short run
+    quiet = stream.Progress(1000, Checkpoint(), enabled=True, stream=out)
+    quiet.update(Checkpoint(chunks=1, rows=5, lines=5, offset=100))
+    quiet.close(Checkpoint(chunks=1, rows=5, lines=5, offset=100))
+    assert out.getvalue() == ""
+    bar = stream.Progress(1000, Checkpoint(rows=10, offset=100), enabled=True, stream=out)
+    bar.t0 -= 2.0  # started two seconds ago,
+    bar.last -= 10.0  # and due for a line
+    bar.update(Checkpoint(chunks=3, rows=30, lines=30, offset=500, skipped=1))
+    bar.close(Checkpoint(chunks=3, rows=30, lines=30, offset=500, skipped=1))  # no repeat
+    line = out.getvalue()
+    assert line.startswith("30 rows | ") and line.endswith(" | 1 skipped | 0 blank\n")
+    rate = float(line.split("|")[1].split()[0])
+    assert 9.0 < rate <= 10.0  # 20 new rows in ~2 s
+    assert " 50.0% " in line and "ETA 0:00:0" in line  # 400 bytes in 2 s, 500 to go: ~2.5 s
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: `flaubert-np encode -i FILE -o OUT.npy` streams through encode_file.
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "flaubert_np.cli", "encode", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_sigkill_then_rerun_gives_the_same_file(tmp_path, fn, stsb_sentences):
+    src = tmp_path / "corpus.txt"
+    src.write_text("".join(s + "\n" for s in stsb_sentences[:1500]), encoding="utf-8")
+    options = ["-m", fn.model, "-i", src, "--batch-size", fn.batch_size, "--chunk-lines", 50,
+               "--no-progress"]
+    full = cli(*options, "-o", tmp_path / "full.npy")
+    assert full.returncode == 0, full.stderr
+
+    out = tmp_path / "killed.npy"
+    checkpoint = tmp_path / "killed.npy.partial" / "checkpoint.json"
+    command = [sys.executable, "-m", "flaubert_np.cli", "encode", *map(str, options), "-o", out]
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["chunks"] >= 3):
+        assert run.poll() is None, f"the run ended before it could be killed: {run.stderr.read()}"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.01)
+    os.kill(run.pid, signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL
+    saved = json.loads(checkpoint.read_text())
+    assert 3 <= saved["chunks"] < 30 and not out.exists()  # killed midway, no final file
+
+    again = cli(*options, "-o", out)
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes() == (tmp_path / "full.npy").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "full.npy", "killed.npy"]
+
+
+def test_cli_json_lines_with_ids(tmp_path, fn):
+    rows = [{"id": "a", "text": "Un chat dort."}, {"id": 7, "text": ""}, {"text": "Sans id."},
+            {"id": "b", "text": "Il pleut."}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    args = ["-m", fn.model, "-i", src, "-o", out, "--field", "text", "--id-field", "id",
+            "--batch-size", fn.batch_size, "--no-progress"]
+    refused = cli(*args)
+    assert refused.returncode == 1 and not out.exists()
+    assert refused.stderr.count("\n") == 1 and "line 3: no field 'id'" in refused.stderr
+
+    done = cli(*args, "--on-invalid", "skip", "--workers", 2)
+    assert done.returncode == 0, done.stderr
+    assert "1 blank" in done.stderr and "line 2" in done.stderr  # reported, and kept in place
+    assert [json.loads(x) for x in (tmp_path / "emb.ids.jsonl").open()] == ["a", 7, "b"]
+    assert [json.loads(x) for x in (tmp_path / "emb.skipped.jsonl").open()] == [
+        {"line": 3, "reason": "no field 'id'"}
+    ]
+    np.testing.assert_array_equal(np.load(out), fn(["Un chat dort.", "", "Il pleut."]))
+
+
+def test_cli_stream_options_need_a_file_and_a_npy(tmp_path, fn):
+    result = cli("-m", fn.model, "--workers", 2, "Une phrase.")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("flaubert-np: error: --workers needs -i FILE and -o OUT.npy")
