@@ -32,7 +32,7 @@ import numpy as np
 # transformers' "no limit" model_max_length, and the bound above which a length counts as "no limit"
 VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
-WORD_CACHE_SIZE = 100_000  # words whose BPE pieces and ids are cached (see _make_room)
+WORD_CACHE_SIZE = 20_000  # words whose BPE pieces and ids are cached (see _make_room)
 
 # The named special tokens, in transformers 5's order (SPECIAL_TOKENS_ATTRIBUTES).
 SPECIAL_TOKEN_NAMES = (

@@ -72,13 +72,14 @@ def test_stage_names_follow_the_forward_pass():
 
 def test_correct_model_passes_every_stage(tiny_model):
     report = parity.parity_report(tiny_model, sentences=SENTENCES)
-    assert [r.stage for r in report.rows] == ["input_ids", *parity.stage_names(N_LAYERS)]
+    stages = ["input_ids", *parity.stage_names(N_LAYERS), "last_hidden_state"]
+    assert [r.stage for r in report.rows] == stages
     assert report.first_divergence is None
     for row in report.rows[1:]:
         assert row.max_abs <= 1e-5 and row.min_cos > 0.99999, row
         assert row.max_abs > 0 or row.stage == "embeddings"  # two implementations, not one
     text = report.render()
-    assert f"all {2 + 4 * N_LAYERS} stages within tolerance" in text  # input_ids too
+    assert f"all {len(stages)} stages within tolerance" in text
     assert "no pooled row" in text
 
 
@@ -88,7 +89,7 @@ def test_sentence_model_passes_with_the_pooled_row_from_the_command_line(sentenc
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("pooled ") and line.endswith("ok") for line in lines)
-    assert f"all {3 + 4 * N_LAYERS} stages within tolerance" in result.stdout  # + pooled
+    assert f"all {4 + 4 * N_LAYERS} stages within tolerance" in result.stdout  # + pooled
     assert "2 sentences" in result.stdout
 
 
@@ -102,6 +103,23 @@ def test_perturbed_weight_fails_and_names_the_first_diverging_stage(tiny_model, 
     assert report.first_divergence == "layer.1.attention"
     assert all(status[s] for s in ["input_ids", "embeddings", *parity.stage_names(1)[1:]])
     assert not status["layer.1.layer_norm1"] and not status["layer.1.layer_norm2"]
+    assert not status["last_hidden_state"]
+
+
+def test_fast_path_divergence_is_named_when_every_traced_stage_agrees(tiny_model, monkeypatch):
+    from flaubert_np import fast
+
+    forward = fast.forward
+
+    def off_by_a_little(*args):  # the fast forward, wrong in one feature of every token
+        out = forward(*args)
+        out[..., 0] += np.float32(1e-3)
+        return out
+
+    monkeypatch.setattr(fast, "forward", off_by_a_little)
+    report = parity.parity_report(tiny_model, sentences=SENTENCES)
+    assert report.first_divergence == "last_hidden_state"
+    assert [r.stage for r in report.rows if not r.ok] == ["last_hidden_state"]
 
 
 def test_tokenizer_difference_is_the_first_stage(tmp_path, tiny_model):

@@ -65,3 +65,10 @@ def test_check_mode_fails_on_drift(tmp_path, monkeypatch, rendered, capsys):
     doc.write_text(text.replace(number, "9.9999", 1), encoding="utf-8")
     assert walkthrough.main(["--check"]) == 1
     assert "out of date: walkthrough.md; run python tools/walkthrough.py" in capsys.readouterr().out
+
+
+def test_code_example_runs_and_prints_what_the_page_shows(rendered, capsys):
+    text, _ = rendered
+    code, shown = re.search(r"```python\n(.*?)```\n\n```text\n(.*?)```", text, re.S).groups()
+    exec(compile(code, "walkthrough example", "exec"), {})
+    assert capsys.readouterr().out == shown

@@ -9,7 +9,13 @@ the forward pass, in order, so that when the final numbers differ it says *where
     layer.{i}.layer_norm1      residual + layer_norm1
     layer.{i}.ffn              feed-forward output (after lin2)
     layer.{i}.layer_norm2      residual + layer_norm2 = hidden state i + 1
+    last_hidden_state          the encoder's output, from flaubert-np's default (fast) forward
     pooled                     sentence embedding (sentence-transformers models only)
+
+flaubert-np's stages come from its `trace` option, which runs the plain reference forward
+(model.py + layers.py); the last_hidden_state row checks the fast forward (fast.py) that
+`FlaubertModel` and `SentenceEncoder` run by default. A fast path that diverges while every
+stage agrees names last_hidden_state.
 
 Each row compares the values at the real tokens (padding excluded): max abs diff, max rel diff
 (max abs diff / max |reference|) and min cos (the lowest cosine similarity between a token's two
@@ -112,17 +118,19 @@ def reference_trace(model_dir: str | Path, inputs: dict[str, np.ndarray]) -> dic
     handles = [m.register_forward_hook(record(name)) for name, m in modules.items()]
     try:
         with torch.no_grad():
-            model(**{k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()})
+            out = model(**{k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()})
     finally:
         for h in handles:
             h.remove()
+    trace["last_hidden_state"] = out.last_hidden_state.float().numpy()
     return trace
 
 
 def flaubert_np_trace(
     model_dir: str | Path, inputs: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """flaubert-np's FlaubertModel on `inputs`, its stages recorded with its `trace` option.
+    """flaubert-np's FlaubertModel on `inputs`: the stages its `trace` option records (plain
+    forward), and "last_hidden_state" from a second, untraced call (the fast forward).
 
     # inputs: input_ids, attention_mask [batch, seq] -> {stage: [batch, seq, dim] float32}
     """
@@ -131,6 +139,7 @@ def flaubert_np_trace(
     model = FlaubertModel.from_pretrained(model_dir)
     trace: dict[str, np.ndarray] = {}
     model(**inputs, trace=trace)
+    trace["last_hidden_state"] = model(**inputs).last_hidden_state
     return trace
 
 
@@ -243,7 +252,7 @@ def parity_report(
     ours = flaubert_np_trace(encoder_dir, inputs)
     ref = reference_trace(reference_encoder_dir, inputs)
     real = inputs["attention_mask"].astype(bool)
-    for stage in stage_names(config["n_layers"]):
+    for stage in [*stage_names(config["n_layers"]), "last_hidden_state"]:
         if stage not in ours:
             rows.append(Row(stage, np.nan, np.nan, np.nan, False, "missing from flaubert-np"))
         else:

@@ -132,8 +132,16 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     last = x
 
     # -- the checks: this hand-made pass is the model's --------------------------------------
-    out = encoder.model(ids, attention_mask=mask, token_type_ids=features.get("token_type_ids"))
+    inputs = dict(attention_mask=mask, token_type_ids=features.get("token_type_ids"))
+    out = encoder.model(ids, **inputs)
     np.testing.assert_allclose(last, out.last_hidden_state, rtol=0, atol=1e-5)
+    trace: dict[str, np.ndarray] = {}
+    encoder.model(ids, **inputs, trace=trace)
+    traced = {"embeddings": embeddings, "layer.0.attention": steps["attn"],
+              "layer.0.layer_norm1": steps["x1"], "layer.0.ffn": steps["ffn"]}  # fmt: skip
+    traced |= {f"layer.{i}.layer_norm2": h for i, (h, _) in enumerate(per_layer)}
+    for name, value in traced.items():
+        np.testing.assert_allclose(value, trace[name], rtol=0, atol=1e-5, err_msg=name)
     modes = encoder.pooling.pooling_modes
     if tuple(modes) != ("mean",):
         raise SystemExit(f"the walkthrough explains mean pooling; {model} pools with {modes}")
@@ -356,9 +364,31 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     for other, s in zip(OTHERS, sims, strict=True):
         add(f"| {other} | {s:.4f} |")
     add("")
+    add("## 8. Looking inside without redoing the pass\n")
     add(
-        "To see these numbers against transformers' stage by stage, run "
-        "`python tools/parity.py demo`.\n"
+        f"{link('FlaubertModel.__call__', MODEL_PY)} hands out what this page computed by hand: "
+        "`output_hidden_states=True` returns the input of every layer and the last output "
+        f"({cfg.n_layers + 1} arrays {shape(last)}), `output_attentions=True` the attention "
+        f"weights ({cfg.n_layers} arrays {shape(w0[None])}), and a `trace` dict receives every "
+        "stage by name:\n"
+    )
+    add(
+        "```python\n"
+        "from flaubert_np import SentenceEncoder\n\n"
+        f'encoder = SentenceEncoder.from_pretrained("{model}")\n'
+        f"features = encoder.tokenize([{sentence!r}])\n"
+        "trace = {}\n"
+        'encoder.model(features["input_ids"], features["attention_mask"], trace=trace)\n'
+        'print(", ".join(trace))\n'
+        "```\n"
+    )
+    add("```text\n" + ", ".join(trace) + "\n```\n")
+    add(
+        "Each is `[batch, seq, dim]`; the script checks the values of this page against them. "
+        "Without a `trace` (the default) nothing is recorded and nothing is slower. "
+        "[`tools/parity.py`](../tools/parity.py) puts the same stages side by side with "
+        "transformers' (`python tools/parity.py demo`), and `flaubert-np attention` draws the "
+        "attention weights of any sentence.\n"
     )
     svg = attention_grid_svg(labels, w0, title=f"{model}: layer 0, all heads", columns=2)
     return "\n".join(lines), svg
