@@ -160,3 +160,22 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     result = run_tool(str(tmp_path / "missing"))
     assert result.returncode != 0
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_trace_records_every_stage_and_changes_nothing(tiny_model):
+    from flaubert_np.model import FlaubertModel
+
+    model = FlaubertModel.from_pretrained(tiny_model)
+    ids = np.array([[0, 40, 41, 42, 1], [0, 43, 1, 2, 2]])
+    mask = (ids != 2).astype(np.int64)
+    plain = model(ids, attention_mask=mask)
+    trace: dict[str, np.ndarray] = {}
+    traced = model(ids, attention_mask=mask, output_hidden_states=True, trace=trace)
+    assert list(trace) == parity.stage_names(N_LAYERS)
+    assert all(v.shape == (2, 5, 32) and v.dtype == np.float32 for v in trace.values())
+    np.testing.assert_allclose(traced.last_hidden_state, plain.last_hidden_state, atol=1e-5)
+    for i in range(N_LAYERS):  # layer_norm2's output, masked, is the next hidden state
+        np.testing.assert_array_equal(
+            trace[f"layer.{i}.layer_norm2"] * mask[..., None], traced.hidden_states[i + 1]
+        )
+    assert model(ids, attention_mask=mask, trace=None).hidden_states is None
