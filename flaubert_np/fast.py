@@ -3,9 +3,9 @@
 `FlaubertModel.__call__` runs this unless hidden states or attention maps are asked for (or the
 model is causal); the plain forward of model.py and layers.py stays the reference, and
 tests/test_fast.py holds this one to it (and to transformers) within 1e-5. FlauBERT base spends
-about two thirds of its time in matrix products, which BLAS already does well; everything here
-is about the rest. Each change was measured (FlauBERT base, 2 cores; 32 x 32 tokens: 2.1 times
-the plain forward's speed):
+most of its time in matrix products, which BLAS already does well; everything here is about the
+rest. Each change was measured (FlauBERT base, 2 cores; 32 x 32 tokens: 2.4 times the plain
+forward's speed):
 
 1. No padding. The real tokens of the batch are packed into one [n_tokens, dim] matrix; every
    linear layer, layer norm and GELU runs on real tokens only, and attention runs per group of
@@ -23,22 +23,30 @@ the plain forward's speed):
 5. Weights used as stored. torch's [out, in] matrices are used through transposed views (BLAS
    reads them in place, as fast as a copy laid out [in, out]): nothing is copied at load time,
    which keeps the start fast and the memory small (the weights stay memory-mapped).
+6. Both cores for everything. A batch is cut into two runs of whole sentences, computed side by
+   side on two threads, each with single-threaded BLAS (blas.py): the element-wise work runs on
+   both cores as the matrix products do (1,376 -> 1,514 tokens/s at 32 x 32 on 2 cores).
 
-Measured and left out, for no gain: the element-wise work split across a thread pool (1,310 to
-1,390 tokens/s with or without it, whatever the block size: after each matrix product
-OpenBLAS's worker threads spin for a while on the other cores, so the pool finds none free; it
-gained 6 % only with OPENBLAS_THREAD_TIMEOUT=4 set by hand); q, k and v as one fused product
-(1-3 %, within the noise, for 85 MB more memory); attention from two threads at once (no faster,
-and OpenBLAS called from two threads at once queues them on a lock: at times 1.4 s instead of
-25 ms for a layer of 8 x 128).
+Where the time goes now (FlauBERT base, 32 x 32, one run of 512 tokens on one core): matrix
+products about 84 %, at 150-170 GFLOP/s, near this core's peak; GELU 7 %, attention 3 %, layer
+norms and residual sums 3 %. tools/bench.py measures the ceiling (the products alone).
+
+Measured and left out, for no gain: the element-wise work alone split across a thread pool
+(after each product OpenBLAS's idle threads spin on the other core, so the pool finds none free);
+q, k and v as one fused product (1-3 %, within the noise, for 85 MB more memory); attention from
+two threads while BLAS has two threads itself (OpenBLAS queues such calls on a lock: at times
+1.4 s instead of 25 ms for a layer of 8 x 128).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from flaubert_np import blas
 
 if TYPE_CHECKING:
     from flaubert_np.config import FlaubertConfig
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
 F32 = np.float32
 GELU_ROWS = 16  # rows per GELU step: four 16 x 3072 float32 blocks (~800 KB) stay in L2
 FFN_ROWS = 2048  # tokens per FFN pass: caps the [tokens, 4 * dim] intermediate at ~25 MB
+RUNS = 2  # a batch of several sentences is computed as two runs, side by side on two cores
 
 # Abramowitz & Stegun 7.1.26: erfc(z) ≈ t (a1 + a2 t + ... + a5 t⁴) exp(-z²), t = 1/(1 + p z).
 _AS_P = 0.3275911
@@ -160,11 +169,44 @@ def forward(model: FlaubertModel, ids: np.ndarray, mask: np.ndarray, positions: 
         x += model.embeddings[token_type_ids.reshape(-1)[real]]
     layer_norm_(x, model.layer_norm_emb_weight, model.layer_norm_emb_bias, c.layer_norm_eps)
 
-    if len(real):
-        encode_packed(model, x, lengths)
+    # Two runs of whole sentences, one per core, each with single-threaded BLAS: the element-wise
+    # work (GELU, norms, softmax) then runs on both cores too, not only the matrix products.
+    # The cut depends on the batch alone, never on the thread count (with one thread the runs
+    # go one after the other): BLAS can give a row other last bits in a product with another
+    # number of rows, and a batch must give the same bits on 1 thread or 2 (stream workers, Dask).
+    parts = _split(lengths, RUNS)
+    threads = blas.threads()
+    if not parts or threads > RUNS:  # one sentence, or more cores than runs: BLAS threads it
+        if len(real):
+            encode_packed(model, x, lengths)
+    else:
+        runs = [(x[rows], lengths[sentences]) for rows, sentences in parts]
+        with blas.single_threaded():
+            if threads == 1:
+                for run in runs:
+                    encode_packed(model, *run)
+            else:
+                jobs = [blas.pool(RUNS).submit(encode_packed, model, *run) for run in runs]
+                for job in jobs:
+                    job.result()
     out = np.zeros((batch * seq, c.emb_dim), F32)
     out[real] = x
     return out.reshape(batch, seq, c.emb_dim)
+
+
+def _split(lengths: np.ndarray, runs: int) -> list[tuple[slice, slice]]:
+    """Cut a batch into up to `runs` runs of whole sentences with about as many tokens each:
+    (packed rows, sentences) per run. None for a single sentence: attention needs all of a
+    sentence's tokens at once."""
+    runs = min(runs, int(np.count_nonzero(lengths)))
+    if runs < 2:
+        return []
+    rows = np.concatenate([[0], np.cumsum(lengths)])  # first packed row of each sentence, and n
+    # Cut at the sentence boundaries closest to 1/runs, 2/runs, ... of the tokens.
+    targets = rows[-1] * np.arange(1, runs) / runs
+    cuts = {int(np.abs(rows - target).argmin()) for target in targets}
+    bounds = [0, *sorted(cuts - {0, len(lengths)}), len(lengths)]
+    return [(slice(int(rows[a]), int(rows[b])), slice(a, b)) for a, b in itertools.pairwise(bounds)]
 
 
 def encode_packed(model: FlaubertModel, x: np.ndarray, lengths: np.ndarray) -> None:

@@ -37,6 +37,10 @@ def test_bench_quick_json(tmp_path):
         assert set(shapes) == {"1x16", "32x32", "8x128"}
         for figures in shapes.values():
             assert figures["tokens_per_s"] > 0 and figures["runs"] >= 2
+            # the ceiling (linear layers alone) is timed for flaubert-np only
+            assert ("matmul_only" in figures) == (framework == "flaubert-np")
+            if framework == "flaubert-np":
+                assert figures["matmul_only"]["tokens_per_s"] > 0
     for shape, diffs in setting["model_max_abs_diff_vs_torch"].items():
         assert set(diffs) == {"flaubert-np", "onnxruntime"}
         assert max(diffs.values()) <= 1e-5, (shape, diffs)
@@ -57,6 +61,7 @@ def test_bench_quick_json(tmp_path):
     text = bench.table(report)  # the human-readable table renders from the same figures
     assert "OpenBLAS kernel " + setting["openblas_core"] in text
     assert "32x32" in text and "cold start" in text and "peak RSS" in text
+    assert "matrix products alone" in text
 
 
 def test_openblas_core_names_a_kernel():

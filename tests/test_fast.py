@@ -2,6 +2,7 @@
 against the plain forward and against transformers, on every configuration and input case of
 tests/test_model.py."""
 
+import itertools
 import math
 
 import numpy as np
@@ -149,3 +150,64 @@ def test_which_forward_runs(flaubert_checkpoint, monkeypatch):
 
 def _fail():
     raise AssertionError("fast path taken")
+
+
+@pytest.mark.parametrize("runs", [2, 3, 5])
+def test_split_cuts_whole_sentences_into_balanced_runs(runs):
+    lengths = np.array([9, 0, 4, 7, 7, 1, 12, 3, 0, 5])
+    parts = fast._split(lengths, runs)
+    assert 2 <= len(parts) <= runs
+    rows = np.concatenate([[0], np.cumsum(lengths)])
+    # the runs follow each other, sentences and rows alike, and cover the batch
+    assert parts[0][1].start == 0 and parts[-1][1].stop == len(lengths)
+    for (r1, s1), (r2, s2) in itertools.pairwise(parts):
+        assert s1.stop == s2.start and r1.stop == r2.start
+    for r, s in parts:
+        assert (r.start, r.stop) == (rows[s.start], rows[s.stop])
+    # no run is further from an equal share than the longest sentence
+    sizes = [r.stop - r.start for r, _ in parts]
+    assert max(sizes) - rows[-1] / len(parts) <= lengths.max()
+
+
+def test_split_leaves_a_single_sentence_whole():
+    assert fast._split(np.array([12]), 2) == []
+    assert fast._split(np.array([12, 0, 0]), 2) == []  # one real sentence
+    assert len(fast._split(np.array([1, 1]), 2)) == 2
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_fast_forward_in_runs_matches_plain(flaubert_checkpoint, monkeypatch, threads):
+    """Two runs of sentences (side by side on 2 threads, one after the other on 1; one piece
+    with more threads than runs): the plain forward's numbers."""
+    monkeypatch.setattr(fast.blas, "threads", lambda: threads)
+    runs = []
+    encode_packed = fast.encode_packed
+    monkeypatch.setattr(fast, "encode_packed",
+                        lambda model, x, lengths: runs.append(len(lengths))
+                        or encode_packed(model, x, lengths))  # fmt: skip
+    ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
+    ids, mask = _mixed_batch(ours.config.n_words)
+    got = ours(ids, attention_mask=mask).last_hidden_state
+    plain = ours(ids, attention_mask=mask, output_hidden_states=True).last_hidden_state
+    assert np.abs(got - plain).max() <= TOL
+    assert np.all(got[mask == 0] == 0)
+    expected_runs = [s.stop - s.start for _, s in fast._split(mask.sum(axis=1), fast.RUNS)]
+    assert sorted(runs) == sorted(expected_runs if threads <= fast.RUNS else [len(ids)])
+
+
+def test_fast_forward_gives_the_same_bits_on_one_thread_or_two(flaubert_checkpoint,
+                                                              monkeypatch):
+    ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
+    ids, mask = _mixed_batch(ours.config.n_words)
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(fast.blas, "threads", lambda threads=threads: threads)
+        results.append(ours(ids, attention_mask=mask).last_hidden_state)
+    assert np.array_equal(*results)
+
+
+def _mixed_batch(n_words: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(1, 17, size=11)
+    ids = rng.integers(3, n_words, size=(11, 17))
+    return ids, (np.arange(17) < lengths[:, None]).astype(np.int64)

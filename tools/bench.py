@@ -275,7 +275,33 @@ def child_model(spec: dict) -> dict:
             "tokens_per_s": batch * seq / statistics.median(times),
             "median_s": statistics.median(times), "best_s": min(times), "runs": len(times),
         }  # fmt: skip
+        if framework == "flaubert-np":
+            shapes[f"{batch}x{seq}"]["matmul_only"] = matmul_only(model, batch * seq, spec)
     return {**info, "shapes": shapes}
+
+
+def matmul_only(model, tokens: int, spec: dict) -> dict:
+    """The ceiling: the encoder's linear layers alone (q, k, v, out_lin, lin1, lin2 of every
+    layer, the products fast.py makes, on BLAS's own threads), on `tokens` rows, with nothing
+    else - no attention, GELU, norms or bias. No forward pass of this model can be faster."""
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((tokens, model.config.emb_dim), np.float32)
+    hidden = np.empty((tokens, model.config.ffn_dim), np.float32)
+    out = np.empty_like(x)
+
+    def products():
+        for layer in model.layers:
+            for weight in (layer.q_lin_weight, layer.k_lin_weight, layer.v_lin_weight,
+                           layer.out_lin_weight):  # fmt: skip
+                np.matmul(x, weight, out=out)
+            np.matmul(x, layer.lin1_weight, out=hidden)
+            np.matmul(hidden, layer.lin2_weight, out=out)
+
+    products()
+    times = time_repeats(products, spec["repeats"], spec["min_seconds"] / 2)
+    return {"tokens_per_s": tokens / statistics.median(times),
+            "median_s": statistics.median(times)}
 
 
 def child_encode(spec: dict) -> dict:
@@ -570,6 +596,15 @@ def table(report: dict) -> str:
             diffs = setting["model_max_abs_diff_vs_torch"][key].values()
             row += f"{max(d for d in diffs if d is not None):>11.1e}"
             lines.append(row)
+        lines.append("matrix products alone (the ceiling: linear layers only, NumPy's BLAS):")
+        for b_, s in SHAPES:
+            key = f"{b_}x{s}"
+            ceiling = model["flaubert-np"]["shapes"][key]["matmul_only"]["tokens_per_s"]
+            reached = model["flaubert-np"]["shapes"][key]["tokens_per_s"] / ceiling
+            lines.append(f"{'  ' + key:24s}{_fmt(ceiling):>12s}" + "".join(
+                f"{'':>13s}" for o in others) + "".join(
+                f"{_fmt(ceiling / model[o]['shapes'][key]['tokens_per_s'], 2):>15s}"
+                for o in others) + f"   flaubert-np reaches {100 * reached:.0f}% of it")
         enc, cold = setting["encode"], setting["cold_start"]
         st = "sentence-transformers"
         lines += [

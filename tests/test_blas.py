@@ -1,0 +1,90 @@
+"""flaubert_np.blas: NumPy's OpenBLAS found, its thread count set and restored."""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+from flaubert_np import blas
+
+
+def test_numpys_openblas_is_found():
+    # NumPy's wheels bundle OpenBLAS: without it fast.py would not use more than one thread.
+    assert blas._openblas() is not None
+    assert blas.threads() >= 1
+
+
+def test_single_threaded_sets_one_thread_then_restores_the_count():
+    get, set_threads = blas._openblas()
+    before = get()
+    set_threads(3)
+    try:
+        with blas.single_threaded():
+            assert blas.threads() == 1
+            with blas.single_threaded():  # nested
+                assert blas.threads() == 1
+            assert blas.threads() == 1  # the outer section is still open
+        assert blas.threads() == 3
+        with pytest.raises(KeyError), blas.single_threaded():
+            raise KeyError
+        assert blas.threads() == 3
+    finally:
+        set_threads(before)
+
+
+def test_overlapping_sections_from_several_threads_restore_the_count_once_all_close():
+    get, set_threads = blas._openblas()
+    before = get()
+    set_threads(2)
+    inside, release = threading.Barrier(3), threading.Event()
+
+    def section():
+        with blas.single_threaded():
+            inside.wait()
+            release.wait()
+            assert blas.threads() == 1
+
+    try:
+        workers = [threading.Thread(target=section) for _ in range(2)]
+        for w in workers:
+            w.start()
+        inside.wait()  # both sections open
+        assert blas.threads() == 1
+        release.set()
+        for w in workers:
+            w.join()
+        assert blas.threads() == 2
+    finally:
+        set_threads(before)
+
+
+def _forward_after_fork(model_dir, queue):
+    from flaubert_np import FlaubertModel
+
+    model = FlaubertModel.from_pretrained(model_dir)
+    ids = np.arange(3, 3 + 4 * 6).reshape(4, 6) % model.config.n_words
+    queue.put(model(ids).last_hidden_state)
+
+
+def test_a_forked_child_gets_threads_of_its_own(flaubert_checkpoint, monkeypatch):
+    """The pool's threads do not survive a fork: a child that inherited the pool must not wait
+    forever on them."""
+    from flaubert_np import FlaubertModel, fast
+
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    folder = flaubert_checkpoint()
+    model = FlaubertModel.from_pretrained(folder)
+    ids = np.arange(3, 3 + 4 * 6).reshape(4, 6) % model.config.n_words
+    expected = model(ids).last_hidden_state  # the parent's pool exists now
+    assert fast._split(np.full(4, 6), fast.RUNS)  # the batch runs on the pool
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_after_fork, args=(folder, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's forward never finished")
+    assert child.exitcode == 0
+    assert np.array_equal(queue.get(timeout=5), expected)
