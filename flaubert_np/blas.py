@@ -6,8 +6,8 @@ every core too, not only the matrix products. Each thread's products must then u
 `single_threaded()` sets OpenBLAS to one thread while such a section runs.
 
 Nothing here is needed for correctness. When NumPy's BLAS is not an OpenBLAS found here (MKL,
-Accelerate, a renamed build), `threads()` is 1 and fast.py runs a batch in one piece, with
-whatever threads the BLAS uses itself.
+Accelerate, a renamed build), `threads()` is 1, `single_threaded()` does nothing, and fast.py
+computes a batch's runs one after the other, with whatever threads that BLAS uses itself.
 """
 
 from __future__ import annotations

@@ -196,8 +196,8 @@ def forward(model: FlaubertModel, ids: np.ndarray, mask: np.ndarray, positions: 
 
 def _split(lengths: np.ndarray, runs: int) -> list[tuple[slice, slice]]:
     """Cut a batch into up to `runs` runs of whole sentences with about as many tokens each:
-    (packed rows, sentences) per run. None for a single sentence: attention needs all of a
-    sentence's tokens at once."""
+    (packed rows, sentences) per run. No cut ([]) for a single sentence: attention needs all
+    of a sentence's tokens at once."""
     runs = min(runs, int(np.count_nonzero(lengths)))
     if runs < 2:
         return []

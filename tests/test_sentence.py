@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
+from flaubert_np import sentence
 from flaubert_np.sentence import SentenceEncoder, resolve_token_type_ids
 from flaubert_np.tokenizer import FlaubertTokenizer
 
@@ -230,6 +231,45 @@ def test_progress_bar_goes_to_stderr(mean_model, capsys):
     assert f"{len(SOME)}/{len(SOME)}" in captured.err
     ours.encode(SOME, batch_size=2)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("budget", [0, 25, 10**6])
+def test_batches_share_forward_passes_up_to_a_token_budget(mean_model, monkeypatch, budget):
+    _, ours, reference = mean_model
+    passes = []
+    token_embeddings = ours._token_embeddings
+    monkeypatch.setattr(ours, "_token_embeddings", lambda features: passes.append(
+        (len(features["input_ids"]), int(features["attention_mask"].sum())))
+        or token_embeddings(features))  # fmt: skip
+    monkeypatch.setattr(sentence, "TOKENS_PER_PASS", budget)
+    texts = SOME * 6  # 30 sentences: 15 batches of 2
+    got = ours.encode(texts, batch_size=2)
+    assert max_diff(got, reference.encode(texts, batch_size=2)) <= TOL
+    assert sum(n for n, _ in passes) == len(texts)
+    if budget == 0:  # every batch alone
+        assert [n for n, _ in passes] == [2] * 15
+    elif budget == 25:  # joined while within budget; a batch over it alone
+        assert 1 < len(passes) < 15
+        assert all(tokens <= budget or n == 2 for n, tokens in passes)
+    else:
+        assert len(passes) == 1
+    tokens = ours.encode(texts, batch_size=2, output_value="token_embeddings")
+    alone = [ours.encode([t], output_value="token_embeddings")[0] for t in texts[:5]]
+    for joined, single in zip(tokens[:5], alone, strict=True):
+        assert joined.shape == single.shape and max_diff(joined, single) <= TOL
+
+
+def test_joined_batches_are_padded_with_the_pad_id():
+    batches = [
+        {"input_ids": np.array([[0, 5, 1]]), "attention_mask": np.array([[1, 1, 1]])},
+        {"input_ids": np.array([[0, 1], [0, 1]]), "attention_mask": np.array([[1, 1], [1, 1]])},
+        {"input_ids": np.array([[0, 7, 8, 9, 1]]), "attention_mask": np.ones((1, 5), int)},
+    ]
+    passes = list(sentence._passes(iter(batches), max_tokens=7, pad_id=2))
+    assert [len(p["input_ids"]) for p in passes] == [3, 1]  # 3 + 4 tokens, then 5
+    assert passes[0]["input_ids"].tolist() == [[0, 5, 1], [0, 1, 2], [0, 1, 2]]
+    assert passes[0]["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0], [1, 1, 0]]
+    assert passes[1] is batches[2]  # a pass of one batch is that batch
 
 
 @pytest.mark.parametrize(
