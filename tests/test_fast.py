@@ -211,3 +211,22 @@ def _mixed_batch(n_words: int) -> tuple[np.ndarray, np.ndarray]:
     lengths = rng.integers(1, 17, size=11)
     ids = rng.integers(3, n_words, size=(11, 17))
     return ids, (np.arange(17) < lengths[:, None]).astype(np.int64)
+
+
+def test_forwards_from_several_threads_at_once(flaubert_checkpoint, monkeypatch):
+    """A threaded server: four callers share the pool and OpenBLAS's thread count, and each gets
+    the numbers it would get alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(fast.blas, "threads", lambda: 2)
+    ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
+    ids, mask = _mixed_batch(ours.config.n_words)
+    batches = [(np.roll(ids, k, axis=0), np.roll(mask, k, axis=0)) for k in range(8)]
+    alone = [ours(i, attention_mask=m).last_hidden_state for i, m in batches]
+    threads_before = fast.blas._openblas()[0]()
+    with ThreadPoolExecutor(4) as callers:
+        together = list(callers.map(lambda b: ours(b[0], attention_mask=b[1]).last_hidden_state,
+                                    batches))  # fmt: skip
+    for a, t in zip(alone, together, strict=True):
+        assert np.array_equal(a, t)
+    assert fast.blas._openblas()[0]() == threads_before  # every section closed

@@ -10,6 +10,7 @@ cores), each measurement in a fresh subprocess:
   (a) model alone: tokens/s of the encoder's forward pass at fixed batch x seq shapes (1x16,
       32x32, 8x128; random ids, no padding): flaubert_np.FlaubertModel, transformers'
       FlaubertModel on torch, and the same model exported with torch.onnx in ONNX Runtime;
+      and the ceiling: flaubert-np's matrix products alone, on the same shapes;
   (b) end to end: sentences/s of `SentenceEncoder.encode` against `SentenceTransformer.encode`
       on a French corpus (default: the 3,000 sentences of tests/data/stsb-fr/dev.csv), batch 32;
   (c) cold start: wall time and peak RSS of a fresh `python` that imports the library, loads
@@ -283,7 +284,8 @@ def child_model(spec: dict) -> dict:
 def matmul_only(model, tokens: int, spec: dict) -> dict:
     """The ceiling: the encoder's linear layers alone (q, k, v, out_lin, lin1, lin2 of every
     layer, the products fast.py makes, on BLAS's own threads), on `tokens` rows, with nothing
-    else - no attention, GELU, norms or bias. No forward pass of this model can be faster."""
+    else - no attention, GELU, norms or bias. A NumPy forward pass makes these products and
+    more: none can be faster."""
     import numpy as np
 
     x = np.random.default_rng(0).standard_normal((tokens, model.config.emb_dim), np.float32)
