@@ -24,12 +24,13 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 # The names OpenBLAS exports: in NumPy's wheels (scipy-openblas, 64-bit ints), and plain.
-_PREFIXES = (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", ""))
+_PREFIXES = (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "64_"),
+             ("openblas_", ""))  # fmt: skip
 
 
 @functools.cache
-def _openblas() -> tuple | None:
-    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy uses, or None."""
+def _library() -> tuple | None:
+    """NumPy's OpenBLAS: (the ctypes library, its symbols' prefix and suffix), or None."""
     import ctypes
 
     import numpy
@@ -47,12 +48,39 @@ def _openblas() -> tuple | None:
         except OSError:
             continue
         for prefix, suffix in _PREFIXES:
-            get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-            set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                get.restype, set_.argtypes, set_.restype = ctypes.c_int, [ctypes.c_int], None
-                return get, set_
+            if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
+                return lib, prefix, suffix
     return None
+
+
+def _function(name: str, restype, argtypes: tuple = ()):
+    """OpenBLAS's function `name` (e.g. "get_num_threads"), typed; None if not there."""
+    found = _library()
+    if found is None:
+        return None
+    lib, prefix, suffix = found
+    function = getattr(lib, f"{prefix}{name}{suffix}", None)
+    if function is not None:
+        function.restype, function.argtypes = restype, list(argtypes)
+    return function
+
+
+@functools.cache
+def _openblas() -> tuple | None:
+    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy uses, or None."""
+    import ctypes
+
+    get = _function("get_num_threads", ctypes.c_int)
+    set_ = _function("set_num_threads", None, (ctypes.c_int,))
+    return (get, set_) if get is not None and set_ is not None else None
+
+
+def core() -> str | None:
+    """The kernel family OpenBLAS picked for this CPU ("SkylakeX", "Haswell", ...), or None."""
+    import ctypes
+
+    corename = _function("get_corename", ctypes.c_char_p)
+    return corename().decode() if corename is not None else None
 
 
 def threads() -> int:

@@ -27,9 +27,10 @@ forward's speed):
    side on two threads, each with single-threaded BLAS (blas.py): the element-wise work runs on
    both cores as the matrix products do (1,376 -> 1,514 tokens/s at 32 x 32 on 2 cores).
 
-Where the time goes now (FlauBERT base, 32 x 32, one run of 512 tokens on one core): matrix
-products about 84 %, at 150-170 GFLOP/s, near this core's peak; GELU 7 %, attention 3 %, layer
-norms and residual sums 3 %. tools/bench.py measures the ceiling (the products alone).
+Where the time goes now (tools/profile_fast.py: FlauBERT base, one run of 16 x 32 tokens on one
+core): matrix products 83-85 %, at 85-90 % of the rate of one large product on that core; GELU
+8-9 %, attention 3-4 %, layer norms 2 %, the rest 2 %. tools/bench.py measures the ceiling, the
+products alone: on 2 cores, about 1.2 times what this forward reaches.
 
 Measured and left out, for no gain: the element-wise work alone split across a thread pool
 (after each product OpenBLAS's idle threads spin on the other core, so the pool finds none free);

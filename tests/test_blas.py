@@ -13,6 +13,7 @@ def test_numpys_openblas_is_found():
     # NumPy's wheels bundle OpenBLAS: without it fast.py would not use more than one thread.
     assert blas._openblas() is not None
     assert blas.threads() >= 1
+    assert blas.core().isidentifier()  # the kernel family, e.g. "SkylakeX"
 
 
 def test_single_threaded_sets_one_thread_then_restores_the_count():

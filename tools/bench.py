@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ctypes
 import importlib.util
 import json
 import os
@@ -120,29 +119,11 @@ def read_corpus(path: Path) -> list[str]:
 
 
 def openblas_core() -> str | None:
-    """The kernel family OpenBLAS picked in this process ("SkylakeX", "Haswell", ...).
+    """The kernel family OpenBLAS picked in this process ("SkylakeX", "Haswell", ...), asked from
+    NumPy's OpenBLAS itself (flaubert_np.blas); None if NumPy uses another BLAS."""
+    from flaubert_np import blas
 
-    Asked from the library itself: NumPy's OpenBLAS is found in this process's memory map and
-    its `openblas_get_corename` called (the symbol carries a prefix and a suffix in the
-    scipy-openblas builds that NumPy wheels ship). None if NumPy uses another BLAS.
-    """
-    import numpy as np
-
-    np.ones(2) @ np.ones(2)  # make sure the BLAS is loaded
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:  # not Linux
-        return None
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        for name in ("openblas_get_corename", "openblas_get_corename64_",
-                     "scipy_openblas_get_corename64_", "scipy_openblas_get_corename"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                return fn().decode()
-    return None
+    return blas.core()
 
 
 def time_repeats(fn, repeats: int, min_seconds: float) -> list[float]:
