@@ -30,7 +30,7 @@ forward's speed):
 Where the time goes now (tools/profile_fast.py: FlauBERT base, one run of 16 x 32 tokens on one
 core): matrix products 83-85 %, at 85-90 % of the rate of one large product on that core; GELU
 8-9 %, attention 3-4 %, layer norms 2 %, the rest 2 %. tools/bench.py measures the ceiling, the
-products alone: on 2 cores, about 1.2 times what this forward reaches.
+products alone: on 2 cores, 1.1-1.3 times what this forward reaches.
 
 Measured and left out, for no gain: the element-wise work alone split across a thread pool
 (after each product OpenBLAS's idle threads spin on the other core, so the pool finds none free);
