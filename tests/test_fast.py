@@ -230,3 +230,16 @@ def test_forwards_from_several_threads_at_once(flaubert_checkpoint, monkeypatch)
     for a, t in zip(alone, together, strict=True):
         assert np.array_equal(a, t)
     assert fast.blas._openblas()[0]() == threads_before  # every section closed
+
+
+@pytest.mark.parametrize("rows", [1, 5, fast.FEW_ROWS, fast.FEW_ROWS + 1, 70])
+def test_matmul_either_way_round_is_the_product(rows):
+    """Few rows: the transposed product; more: the plain one. Both into a strided `out` view."""
+    torch_layout = RNG.standard_normal((48, 40)).astype(np.float32)  # [out, in]
+    x = RNG.standard_normal((rows, 40)).astype(np.float32)
+    buffer = np.full((rows, 100), np.nan, np.float32)
+    out = buffer[:, 10:58]  # columns of a wider buffer, as q, k and v in qkv
+    fast.matmul_(x, torch_layout.T, out)
+    expected = x.astype(np.float64) @ torch_layout.T.astype(np.float64)
+    assert np.abs(out - expected).max() <= 1e-5
+    assert np.isnan(buffer[:, :10]).all() and np.isnan(buffer[:, 58:]).all()

@@ -8,7 +8,7 @@ fast.forward computes a batch as two runs of sentences, side by side, each on on
 single-threaded OpenBLAS. This tool times one such run: batch sentences of seq tokens (random
 hidden states after the embeddings) through fast.encode_packed, OpenBLAS on one thread.
 Timers wrap fast.py's own functions without changing them: the matrix products (every
-np.matmul fast.py calls), attention_ (the per-head products and the softmax), bias_gelu_,
+np.matmul fast.py's matmul_ calls), attention_ (the per-head products and the softmax), bias_gelu_,
 layer_norm_; the rest (bias and residual sums, the q scale, Python) is "other". The products'
 GFLOP/s come from the model's dimensions, and "peak" is the best rate of one large product on
 this core: together they show how close to its ceiling the forward is. NumPy only: no torch.
