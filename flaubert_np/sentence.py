@@ -86,6 +86,32 @@ def _module_path(entry: dict) -> str:
     return path
 
 
+def read_modules(model_dir: Path) -> list[tuple[str, str | None]]:
+    """A model's pipeline, from its modules.json: (kind, folder) pairs, checked to be Transformer,
+    Pooling, then Dense/Normalize. Without modules.json, a plain transformers model, to which
+    sentence-transformers adds mean pooling (folder None: its defaults)."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return [("Transformer", ""), ("Pooling", None)]
+    entries = _read_json(modules_file)
+    if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
+        raise ValueError(f"{modules_file}: expected a list of modules")
+    modules = [(_module_kind(str(m.get("type"))), _module_path(m)) for m in entries]
+    kinds = [kind for kind, _ in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or {"Transformer", "Pooling"} & set(kinds[2:]):
+        raise ValueError(
+            f"{modules_file}: expected Transformer, Pooling, then Dense/Normalize modules; "
+            f"got {', '.join(kinds) or 'none'}"
+        )
+    return modules
+
+
+def transformer_dir(model_dir: Path) -> Path:
+    """The folder of a model's FlauBERT encoder: the root, or its Transformer module's folder
+    (the 2021 layout keeps it in `0_Transformer/`)."""
+    return model_dir / read_modules(model_dir)[0][1]
+
+
 # ---------------------------------------------------------------------------------------------
 # token_type_ids: which transformers generation to reproduce
 
@@ -286,25 +312,11 @@ class SentenceEncoder:
 
     @classmethod
     def _from_dir(cls, model_dir: Path, token_type_ids: str | bool | None) -> SentenceEncoder:
-        modules_file = model_dir / "modules.json"
-        if modules_file.is_file():
-            entries = _read_json(modules_file)
-            if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
-                raise ValueError(f"{modules_file}: expected a list of modules")
-            modules = [(_module_kind(str(m.get("type"))), _module_path(m)) for m in entries]
-        else:  # a plain transformers model: sentence-transformers adds mean pooling
-            modules = [("Transformer", ""), ("Pooling", None)]
-        kinds = [kind for kind, _ in modules]
-        if kinds[:2] != ["Transformer", "Pooling"] or {"Transformer", "Pooling"} & set(kinds[2:]):
-            raise ValueError(
-                f"{modules_file}: expected Transformer, Pooling, then Dense/Normalize modules; "
-                f"got {', '.join(kinds) or 'none'}"
-            )
-
-        transformer_dir = model_dir / modules[0][1]
-        model = FlaubertModel.from_pretrained(transformer_dir)
-        tokenizer = FlaubertTokenizer.from_pretrained(transformer_dir)
-        sbert_files = [transformer_dir / n for n in SBERT_CONFIG_NAMES]
+        modules = read_modules(model_dir)
+        encoder_dir = model_dir / modules[0][1]
+        model = FlaubertModel.from_pretrained(encoder_dir)
+        tokenizer = FlaubertTokenizer.from_pretrained(encoder_dir)
+        sbert_files = [encoder_dir / n for n in SBERT_CONFIG_NAMES]
         sbert = next((_read_json(f) for f in sbert_files if f.is_file()), {})
         max_seq_length = _max_seq_length(sbert, tokenizer, model)
 
@@ -336,7 +348,7 @@ class SentenceEncoder:
 
         st_config_file = model_dir / "config_sentence_transformers.json"
         st_config = _read_json(st_config_file) if st_config_file.is_file() else {}
-        saved_with = saved_with_transformers(model_dir, transformer_dir)
+        saved_with = saved_with_transformers(model_dir, encoder_dir)
         encoder = cls(
             model,
             tokenizer,

@@ -451,6 +451,8 @@ def test_2021_layout(golden, tmp_path, torch_single_thread):
     encoder = SentenceEncoder.from_pretrained(model_dir)
     assert encoder.token_type_ids == "zeros"
     assert encoder.saved_with[1].parent.name == "0_Transformer"
+    assert sentence.transformer_dir(model_dir) == model_dir / "0_Transformer"
+    assert sentence.transformer_dir(model_dir / "0_Transformer") == model_dir / "0_Transformer"
     assert max_diff(encoder.encode(sentences, batch_size=7), tf4) <= TOL
     tf5 = SentenceTransformer(str(model_dir), device="cpu").encode(sentences)
     none = SentenceEncoder.from_pretrained(model_dir, token_type_ids="none")

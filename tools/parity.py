@@ -166,17 +166,6 @@ def resolve(name_or_path: str) -> Path:
     return Path(resolve_model_dir(name_or_path))
 
 
-def transformer_dir(model_dir: Path) -> Path:
-    """The folder of a model's FlauBERT encoder: the root, or a sentence-transformers
-    Transformer module's folder (the 2021 layout keeps it in `0_Transformer/`)."""
-    modules_file = model_dir / "modules.json"
-    if modules_file.is_file():
-        for module in json.loads(modules_file.read_text(encoding="utf-8")):
-            if str(module.get("type", "")).rsplit(".", 1)[-1] == "Transformer":
-                return model_dir / module.get("path", "")
-    return model_dir
-
-
 @dataclass
 class Report:
     rows: list[Row]
@@ -224,6 +213,8 @@ def parity_report(
 ) -> Report:
     """Run both implementations on `sentences` and compare them stage by stage."""
     from importlib.metadata import version
+
+    from flaubert_np.sentence import transformer_dir
 
     model_dir = resolve(str(model))
     reference_dir = model_dir if reference is None else resolve(str(reference))

@@ -85,6 +85,16 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def step(loss, model, optimizer, schedule) -> float:
+    """One optimisation step on `loss` (gradients clipped at norm 1); the loss's value."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
 def mask_tokens(
     input_ids: torch.Tensor, special: torch.Tensor, mask_index: int, n_words: int,
     probability: float, generator: torch.Generator,
@@ -164,12 +174,7 @@ def pretrain_mlm(sentences: list[str], tokenizer, hp: dict, work: Path) -> Path:
             predicted = labels != -100
             logits = model.pred_layer.proj(hidden[predicted])     # [n_masked, n_words]
             loss = torch.nn.functional.cross_entropy(logits, labels[predicted])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            running += loss.item()
+            running += step(loss, model, optimizer, schedule)
         print(f"  mlm epoch {epoch + 1}/{hp['mlm_epochs']}: loss {running / steps_per_epoch:.3f}",
               flush=True)
     encoder_dir = work / "encoder"
@@ -204,12 +209,7 @@ def finetune_sts(encoder_dir: Path, hp: dict):
             features = [model.preprocess([first[i] for i in batch]),
                         model.preprocess([second[i] for i in batch])]
             loss = loss_fn(features, targets[batch])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            running += loss.item()
+            running += step(loss, model, optimizer, schedule)
         print(f"  sts epoch {epoch + 1}/{hp['sts_epochs']}: loss {running / steps_per_epoch:.4f}",
               flush=True)
     model.eval()

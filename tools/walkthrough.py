@@ -14,7 +14,6 @@ NumPy only: no torch, no network.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -48,16 +47,6 @@ def shape(a: np.ndarray) -> str:
     return "`[" + ", ".join(str(d) for d in np.shape(a)) + "]`"
 
 
-def transformer_dir(model_dir: Path) -> Path:
-    """The encoder's folder: the root, or the sentence-transformers Transformer module's."""
-    modules_file = model_dir / "modules.json"
-    if modules_file.is_file():
-        for module in json.loads(modules_file.read_text(encoding="utf-8")):
-            if str(module.get("type", "")).rsplit(".", 1)[-1] == "Transformer":
-                return model_dir / module.get("path", "")
-    return model_dir
-
-
 def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     """The walkthrough's markdown and its attention SVG, computed from scratch."""
     from flaubert_np.hub import resolve_model_dir
@@ -70,7 +59,7 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
         relu,
         split_heads,
     )
-    from flaubert_np.sentence import SentenceEncoder
+    from flaubert_np.sentence import SentenceEncoder, transformer_dir
     from flaubert_np.similarity import cos_sim
     from flaubert_np.svg import attention_grid_svg, token_labels
     from flaubert_np.tokenizer import moses_words
