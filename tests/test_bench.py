@@ -63,7 +63,3 @@ def test_bench_quick_json(tmp_path):
     assert "32x32" in text and "cold start" in text and "peak RSS" in text
     assert "matrix products alone" in text
 
-
-def test_openblas_core_names_a_kernel():
-    core = bench.openblas_core()
-    assert isinstance(core, str) and core.isidentifier(), core

@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_model import CONFIGS, TOL, load_both, make_cases
-from test_model import prenorm_goldens as prenorm_goldens  # the fixture, re-used here
+from conftest import CONFIGS, TOL, load_both, make_cases
 
 from flaubert_np import fast, layers
 from flaubert_np.config import FlaubertConfig

@@ -7,100 +7,18 @@ pre_norm, which transformers 5 cannot run, is checked against transformers 4.57 
 """
 
 import json
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.numpy
 import torch
 import transformers
+from conftest import CONFIGS, TOL, load_both, make_cases
 
 from flaubert_np.config import FlaubertConfig
-from flaubert_np.model import FlaubertModel
 
 # Tiny models on two busy cores: one torch thread is faster, and changes no number that matters.
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
-TOL = 1e-5
-GOLDENS = Path(__file__).parent / "goldens" / "prenorm_tf4.npz"
-
-# name -> flaubert_checkpoint arguments (config keys in transformers' spelling).
-CONFIGS = {
-    "default": {},  # post-norm, GELU, layer_norm_eps 1e-12
-    "layer_norm_eps_1e-6": {"layer_norm_eps": 1e-6},
-    "sinusoidal": {"sinusoidal_embeddings": True},
-    "langs": {"n_langs": 3},
-    "langs_without_lang_emb": {"n_langs": 3, "use_lang_emb": False},
-    "causal": {"causal": True},
-    "relu": {"gelu_activation": False},
-    "odd_sizes": {
-        "emb_dim": 36,
-        "n_heads": 3,
-        "vocab_size": 57,
-        "max_position_embeddings": 17,
-        "pad_token_id": 1,
-        "n_layers": 3,
-    },
-    "base_dims": {
-        "emb_dim": 768,
-        "n_heads": 12,
-        "n_layers": 2,
-        "vocab_size": 300,
-        "max_position_embeddings": 512,
-    },
-    "lm_head_checkpoint": {"head": True},
-    "float16_checkpoint": {"dtype": "float16"},
-    "bfloat16_checkpoint": {"dtype": "bfloat16"},
-    "sharded_checkpoint": {"max_shard_size": "20KB"},
-}
-
-
-def make_cases(config: FlaubertConfig, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """Input batches: padding through attention_mask, through pad ids and through lengths;
-    mixed lengths with an all-padding row; length 1; length max_position_embeddings; langs;
-    token types and positions."""
-    rng = np.random.default_rng(seed)
-    pad, n_words, max_len = config.pad_index, config.n_words, config.max_position_embeddings
-
-    def tokens(*shape: int) -> np.ndarray:  # random ids, never the pad id
-        ids = rng.integers(0, n_words - 1, size=shape)
-        return ids + (ids >= pad)
-
-    def padded(lengths: list[int], seq: int) -> tuple[np.ndarray, np.ndarray]:
-        mask = (np.arange(seq) < np.array(lengths)[:, None]).astype(np.int64)
-        return np.where(mask == 1, tokens(len(lengths), seq), pad), mask
-
-    seq = min(12, max_len)
-    ids, mask = padded([seq, 5, 1, 0], seq)
-    inside = tokens(2, seq)
-    inside[0, 2] = pad  # transformers then drops the *last* position of row 0 (lengths = count)
-    full_ids, full_mask = padded([max_len, max_len - 5], max_len)
-    return {
-        "attention_mask": {"input_ids": ids, "attention_mask": mask},
-        "pad_ids": {"input_ids": ids},
-        "pad_id_inside_a_row": {"input_ids": inside},
-        "lengths": {"input_ids": tokens(2, seq), "lengths": np.array([seq, 3])},
-        "length_1": {"input_ids": np.array([[tokens(1)[0]], [pad], [tokens(1)[0]]])},
-        "max_length": {"input_ids": full_ids, "attention_mask": full_mask},
-        "langs": {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "langs": rng.integers(0, config.n_langs, size=ids.shape),
-        },
-        "token_types_and_positions": {
-            "input_ids": tokens(2, seq),
-            "token_type_ids": rng.integers(0, n_words, size=(2, seq)),
-            "position_ids": np.stack([rng.permutation(max_len)[:seq] for _ in range(2)]),
-        },
-    }
-
-
-@cache
-def load_both(folder: Path) -> tuple[FlaubertModel, torch.nn.Module]:
-    ours = FlaubertModel.from_pretrained(folder)
-    ref = transformers.FlaubertModel.from_pretrained(folder, dtype=torch.float32).eval()
-    return ours, ref
 
 
 def max_diffs(ours, ref_hidden, ref_attentions) -> tuple[float, float]:
@@ -169,17 +87,6 @@ def test_transformers_5_still_cannot_run_pre_norm(flaubert_checkpoint):
     ref = transformers.FlaubertModel.from_pretrained(flaubert_checkpoint(pre_norm=True)).eval()
     with pytest.raises(TypeError, match="not subscriptable"), torch.no_grad():
         ref(torch.tensor([[5, 6, 7]]))
-
-
-@pytest.fixture(scope="module")
-def prenorm_goldens(tmp_path_factory):
-    """The goldens' model written out as a checkpoint folder, so it loads the normal way."""
-    goldens = np.load(GOLDENS)
-    folder = tmp_path_factory.mktemp("prenorm")
-    (folder / "config.json").write_text(str(goldens["config_json"]))
-    weights = {k[len("weight/") :]: goldens[k] for k in goldens.files if k.startswith("weight/")}
-    safetensors.numpy.save_file(weights, folder / "model.safetensors")
-    return goldens, FlaubertModel.from_pretrained(folder)
 
 
 def test_goldens_come_from_transformers_4_pre_norm(prenorm_goldens):

@@ -1,7 +1,6 @@
 """tools/parity.py: the stage-by-stage report passes on correct models and names the first
 stage that diverges on a model with one weight perturbed."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -11,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
+from conftest import load_tool
 
 TOOL = Path(__file__).parent.parent / "tools" / "parity.py"
-_spec = importlib.util.spec_from_file_location("parity", TOOL)
-parity = importlib.util.module_from_spec(_spec)
-sys.modules["parity"] = parity  # dataclasses look their module up there
-_spec.loader.exec_module(parity)
+parity = load_tool("parity")
 
 N_LAYERS = 2
 SENTENCES = ["Le chat dort sur le canapé.", "Où est passée la clé ?", "L'élève a levé la main."]

@@ -277,7 +277,8 @@ def test_a_killed_worker_stops_the_run_which_then_resumes(tmp_path, fn, stsb_sen
     checkpoint = tmp_path / "emb.npy.partial" / "checkpoint.json"  # absent if none finished
     saved = json.loads(checkpoint.read_text())["chunks"] if checkpoint.exists() else 0
     assert saved <= 2 and not out.exists()
-    encode_file(src, out, fn, chunk_lines=CHUNK, workers=2)
+    summary = encode_file(src, out, fn, chunk_lines=CHUNK, workers=2)
+    assert summary.resumed_rows == saved * CHUNK  # the saved chunks were kept, not redone
     np.testing.assert_array_equal(np.load(out), by_chunks(fn, lines))
 
 

@@ -572,9 +572,11 @@ def test_word_caches_stay_bounded(tokenizer_dir, monkeypatch):
     """A stream of new words must not grow the BPE caches without limit (issue 8: flat RSS)."""
     import flaubert_np.tokenizer as tokenizer_module
 
+    words = [f"mot{i}" for i in range(500)]
+    unbounded = FlaubertTokenizer.from_pretrained(tokenizer_dir)  # the default cap, not reached
+    expected = [(unbounded.tokenize(w), unbounded.encode(w)) for w in words]
     monkeypatch.setattr(tokenizer_module, "WORD_CACHE_SIZE", 50)
     tok = FlaubertTokenizer.from_pretrained(tokenizer_dir)
-    words = [f"mot{i}" for i in range(500)]
-    expected = [tok.tokenize(w) for w in words]
-    assert len(tok._bpe_cache) <= 50 and len(tok._ids_cache) <= 50
-    assert [tok.tokenize(w) for w in words] == expected
+    got = [(tok.tokenize(w), tok.encode(w)) for w in words]
+    assert 0 < len(tok._bpe_cache) <= 50 and 0 < len(tok._ids_cache) <= 50  # used, and bounded
+    assert got == expected

@@ -1,18 +1,13 @@
 """docs/walkthrough.md is what tools/walkthrough.py produces today: every figure current."""
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_tool
 
 ROOT = Path(__file__).parent.parent
-TOOL = ROOT / "tools" / "walkthrough.py"
-_spec = importlib.util.spec_from_file_location("walkthrough", TOOL)
-walkthrough = importlib.util.module_from_spec(_spec)
-sys.modules["walkthrough"] = walkthrough  # dataclasses look their module up there
-_spec.loader.exec_module(walkthrough)
+walkthrough = load_tool("walkthrough")
 
 STALE = "is out of date: run `python tools/walkthrough.py` and commit the result"
 

@@ -37,7 +37,6 @@ extras) when installed.
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
@@ -52,11 +51,18 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STSB = ROOT / "tests" / "data" / "stsb-fr"
+DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "flaubert-np-bench"  # --workdir's default
+sys.path.insert(0, str(ROOT / "tools"))
+
+from learn_bpe import SPECIAL_TOKENS, learn_bpe, read_sentences  # noqa: E402
+
+from flaubert_np import blas  # noqa: E402
+
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 SHAPES = ((1, 16), (32, 32), (8, 128))  # (batch, seq) for the model alone
 BATCH_SIZE = 32  # encode(): sentence-transformers' default
 COLD_SENTENCE = "Un homme joue de la guitare."
-FIRST_ID = 14  # ids 0-13 are <s> </s> <pad> <unk> <special0..9>: the model alone uses word ids
+FIRST_ID = len(SPECIAL_TOKENS)  # ids below are <s> </s> <pad> <unk> <special0..9>: word ids only
 
 SIZES = {
     "base": {"emb_dim": 768, "n_layers": 12, "n_heads": 12, "n_words": 67_542, "merges": 15_000,
@@ -106,24 +112,12 @@ def log(message: str) -> None:
 
 
 def read_corpus(path: Path) -> list[str]:
-    """A .csv file: the first two columns of each row (STS pairs); any other file: each line."""
-    with open(path, encoding="utf-8", newline="") as f:
-        if path.suffix == ".csv":
-            sentences = [s for row in csv.reader(f) for s in row[:2]]
-        else:
-            sentences = [line.rstrip("\r\n") for line in f]
-    sentences = [s for s in sentences if s.strip()]
+    """A .csv file: the first two columns of each row (STS pairs); any other file: each line.
+    Blank ones left out."""
+    sentences = [s for s in read_sentences([path]) if s.strip()]
     if not sentences:
         raise SystemExit(f"bench: no sentences in {path}")
     return sentences
-
-
-def openblas_core() -> str | None:
-    """The kernel family OpenBLAS picked in this process ("SkylakeX", "Haswell", ...), asked from
-    NumPy's OpenBLAS itself (flaubert_np.blas); None if NumPy uses another BLAS."""
-    from flaubert_np import blas
-
-    return blas.core()
 
 
 def time_repeats(fn, repeats: int, min_seconds: float) -> list[float]:
@@ -161,13 +155,10 @@ def child_build(spec: dict) -> dict:
 
     size = SIZES[spec["size"]]
     model_dir, vocab_dir = Path(spec["model_dir"]), Path(spec["workdir"]) / "bpe"
-    learn_spec = importlib.util.spec_from_file_location("learn_bpe", ROOT / "tools/learn_bpe.py")
-    learn_bpe = importlib.util.module_from_spec(learn_spec)
-    learn_spec.loader.exec_module(learn_bpe)
     sentences = read_corpus(STSB / "train.csv") + read_corpus(STSB / "dev.csv")
     if spec["size"] == "tiny":
         sentences = sentences[:300]
-    learn_bpe.learn_bpe(sentences, size["merges"], vocab_dir, lowercase=True)
+    learn_bpe(sentences, size["merges"], vocab_dir, lowercase=True)
 
     hf_dir = Path(spec["workdir"]) / "hf"
     tokenizer = transformers.FlaubertTokenizer(
@@ -206,7 +197,7 @@ def child_model(spec: dict) -> dict:
 
     framework, model_dir = spec["framework"], spec["model_dir"]
     threads = spec["threads"]
-    info: dict[str, Any] = {"openblas_core": openblas_core()}
+    info: dict[str, Any] = {"openblas_core": blas.core()}
     if framework == "flaubert-np":
         import flaubert_np
         from flaubert_np import FlaubertModel
@@ -295,7 +286,7 @@ def child_encode(spec: dict) -> dict:
 
     framework, model_dir = spec["framework"], spec["model_dir"]
     sentences = read_corpus(Path(spec["corpus"]))[: spec["max_sentences"]]
-    info: dict[str, Any] = {"openblas_core": openblas_core()}
+    info: dict[str, Any] = {"openblas_core": blas.core()}
     if framework == "flaubert-np":
         from flaubert_np import SentenceEncoder
 
@@ -425,11 +416,9 @@ def max_abs_diff(a: Path, b: Path) -> float | None:
 
 def build(args, model_dir: Path) -> dict:
     """Build the model into the work directory, unless a build of the same size is there."""
-    done = model_dir / "bench-build.json"
+    done = model_dir / "bench-build.json"  # model_dir is per size: <workdir>/<size>/model
     if done.exists() and not args.rebuild:
-        built = json.loads(done.read_text(encoding="utf-8"))
-        if built.get("size") == args.size:
-            return built
+        return json.loads(done.read_text(encoding="utf-8"))
     log(f"building the {args.size} model in {model_dir} (once; --rebuild to redo)")
     spec = {"size": args.size, "model_dir": str(model_dir), "workdir": str(model_dir.parent)}
     built = {"size": args.size, **run_child("build", spec, child_env(args.threads, False),
@@ -623,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads for every library (default: all cores)")
     parser.add_argument("--workdir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "flaubert-np-bench",
+                        default=DEFAULT_WORKDIR,
                         help="where the model is built and kept (default: %(default)s)")
     parser.add_argument("--corpus", type=Path, default=STSB / "dev.csv",
                         help="sentences to encode: STS .csv (first two columns) or a sentence a "
@@ -634,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="OpenBLAS settings to run: the environment as it is, with "
                              "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 repeats, 256 sentences, one cold start each")
+                        help="smoke run: 256 sentences, 2 repeats of each shape, 1 of encode, one "
+                             "cold start each")
     parser.add_argument("--no-onnxruntime", dest="onnxruntime", action="store_false",
                         help="leave ONNX Runtime out even if it is installed")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the model")

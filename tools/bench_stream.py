@@ -13,7 +13,7 @@ subprocess on a generated corpus (the STS sentences of tests/data, cycled to the
    and worker start-up included), the peak RSS of the largest process, and the peak total PSS of
    the whole process tree (sampled from /proc/*/smaps_rollup every 0.2 s: memory shared through
    the page cache, such as memory-mapped weights, is split between the processes that map it).
-   The outputs of every worker count are compared byte for byte with --workers 1.
+   The outputs of every worker count are compared byte for byte with the first one's.
 
 Linux only (/proc, wait4). Prints a markdown table; the machine's load changes throughput, so
 quote the load average printed with it.
@@ -22,7 +22,6 @@ quote the load average printed with it.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile
@@ -31,16 +30,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STSB = ROOT / "tests" / "data" / "stsb-fr"
+sys.path.insert(0, str(ROOT / "tools"))
+
+from learn_bpe import read_sentences  # noqa: E402
 
 
 def write_corpus(path: Path, n_lines: int, unique: bool = False) -> None:
     """`n_lines` STS sentences, one per line, cycling through train + dev; with `unique`, each
     line ends with a word of its own (a reference number), as real corpora keep bringing new
     words (names, numbers, typos)."""
-    sentences = []
-    for split in ("train", "dev"):
-        with open(STSB / f"{split}.csv", encoding="utf-8", newline="") as f:
-            sentences += [" ".join(s.split()) for row in csv.reader(f) for s in row[:2]]
+    sentences = [" ".join(s.split()) for s in read_sentences([STSB / "train.csv",
+                                                             STSB / "dev.csv"])]  # fmt: skip
     with open(path, "w", encoding="utf-8") as f:
         for i in range(n_lines):
             f.write(sentences[i % len(sentences)] + (f" (réf. {i:07d})\n" if unique else "\n"))

@@ -20,16 +20,19 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for bench
+
+from bench import DEFAULT_WORKDIR
+
 from flaubert_np import FlaubertModel, blas, fast
 from flaubert_np.hub import resolve_model_dir
 
-BENCH_MODEL = Path(tempfile.gettempdir()) / "flaubert-np-bench" / "base" / "model"
+BENCH_MODEL = DEFAULT_WORKDIR / "base" / "model"  # what `python tools/bench.py` builds
 STAGES = ("matrix products", "attention", "GELU", "layer norms", "other")
 
 

@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from eval_sts import paired_cosine, pearson, read_sts_csv, spearman  # noqa: E402
+from eval_sts import evaluate, read_sts_csv  # noqa: E402
 from learn_bpe import learn_bpe  # noqa: E402
 
 TRAIN_CSV = ROOT / "tests" / "data" / "stsb-fr" / "train.csv"
@@ -74,7 +74,8 @@ def deterministic_torch(threads: int) -> None:
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float):
-    """Linear warm-up, then linear decay to zero (transformers' get_linear_schedule_with_warmup)."""
+    """Linear warm-up (the first step already at 1/warmup_steps of the rate), then linear decay
+    to zero; close to transformers' get_linear_schedule_with_warmup, whose first step is at 0."""
     warmup_steps = max(1, int(warmup * total_steps))
 
     def factor(step: int) -> float:
@@ -217,12 +218,8 @@ def finetune_sts(encoder_dir: Path, hp: dict):
 
 
 def score_dev(model) -> dict[str, float]:
-    """Spearman/Pearson x 100 on the dev split, computed as tools/eval_sts.py does."""
-    first, second, scores = read_sts_csv(DEV_CSV)
-    cosine = paired_cosine(model.encode(first, batch_size=32, convert_to_numpy=True),
-                           model.encode(second, batch_size=32, convert_to_numpy=True))
-    return {"spearman": 100 * spearman(cosine, scores), "pearson": 100 * pearson(cosine, scores),
-            "pairs": len(scores)}
+    """Spearman/Pearson x 100 on the dev split, as tools/eval_sts.py scores a model."""
+    return evaluate(model, *read_sts_csv(DEV_CSV))
 
 
 def model_card(hp: dict, n_sentences: int, n_words: int, n_params: int, size_mb: float,
