@@ -423,7 +423,7 @@ function setup() {
 }
 
 // #selftest (tests/test_explain.py, in headless Chromium): drive the real controls and record
-// what the head view draws after each change, in <pre id="selftest">, for --dump-dom to show.
+// what the head view draws after each change, in a hidden pre#selftest, for --dump-dom to show.
 function selftest() {
   const drawn = () => {
     const svg = document.getElementById("head-svg");

@@ -193,8 +193,9 @@ def trace_sentence(encoder: Any, text: str) -> SentenceTrace:
 
 
 def _attribution(a: SentenceTrace, b: SentenceTrace) -> Attribution:
-    layers = np.stack([pair_matrix(ca, cb) for ca, cb in zip(a.contributions, b.contributions,
-                                                             strict=True)])  # fmt: skip
+    layers = np.stack(
+        [pair_matrix(ca, cb) for ca, cb in zip(a.contributions, b.contributions, strict=True)]
+    )
     return Attribution(
         tokens_a=a.tokens,
         tokens_b=b.tokens,
@@ -266,12 +267,13 @@ def render_html(encoder: Any, a: str, b: str | None = None, model_name: str = ""
     """The page as one HTML document: CSS, script and data inline, nothing fetched."""
     data = page_data(encoder, a, b, model_name)
     title = f"Why similar? {a}" + (f" / {b}" if b is not None else "")
-    # "</" would end the <script> element early; "<\/" is the same string to JSON
+    # "<" only occurs inside JSON strings, where \u003c is the same character: the text of a
+    # sentence can neither end the <script> element nor open a tag
     inline = {
         "{{title}}": html.escape(title),
         "{{css}}": _asset("explain.css"),
         "{{js}}": _asset("explain.js"),
-        "{{data}}": data.replace("</", "<\\/"),
+        "{{data}}": data.replace("<", "\\u003c"),
     }
     page = _asset("explain.html")
     for key, value in inline.items():
