@@ -132,11 +132,38 @@ function renderPair() {
     svg.append(rect);
   }));
   svg.append(legend(left + tb.length * cell + 16, top, ta.length * cell, vmax));
+  keyboardCells(svg, m, (i, j, v) => `A ${ta[i]} × B ${tb[j]}: ${fmt(v)}`);
   document.getElementById("heatmap").replaceChildren(svg);
   document.getElementById("heatmap-caption").textContent =
     `Rows: tokens of A; columns: tokens of B; red adds to the similarity, blue takes from it. ` +
-    `Colour scale ±${fmt(vmax, 3)}. Hover a cell for its value.`;
+    `Colour scale ±${fmt(vmax, 3)}. Hover a cell for its value (keyboard: Tab, then the arrows).`;
   renderTopPairs(m, layer);
+}
+
+// Keyboard access to a heatmap: Tab focuses it, the arrow keys move a highlighted cell, whose
+// value is read out in #heatmap-status (a live region).
+function keyboardCells(svg, m, describe) {
+  const pos = { i: 0, j: 0 };
+  const status = document.getElementById("heatmap-status");
+  svg.setAttribute("tabindex", 0);
+  const show = () => {
+    svg.querySelectorAll(".cell.on").forEach((c) => c.classList.remove("on"));
+    const cell = svg.querySelector(`.cell[data-i="${pos.i}"][data-j="${pos.j}"]`);
+    cell.classList.add("on");
+    status.textContent = describe(pos.i, pos.j, m[pos.i][pos.j]);
+  };
+  svg.addEventListener("focus", show);
+  svg.addEventListener("blur", () => {
+    svg.querySelectorAll(".cell.on").forEach((c) => c.classList.remove("on"));
+  });
+  svg.addEventListener("keydown", (e) => {
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    if (!(e.key in moves)) return;
+    e.preventDefault();
+    pos.i = Math.max(0, Math.min(m.length - 1, pos.i + moves[e.key][0]));
+    pos.j = Math.max(0, Math.min(m[0].length - 1, pos.j + moves[e.key][1]));
+    show();
+  });
 }
 
 // A vertical colour bar from -vmax (bottom) to +vmax (top).
@@ -230,9 +257,12 @@ function renderCurve() {
 function renderShares() {
   const box = document.getElementById("shares");
   box.replaceChildren();
+  const font = 11;
+  const longest = Math.max(...sentences.flatMap((s) => s.tokens.map((t) => textWidth(t, font))));
+  const top = longest * 0.75 + 22;  // the same for both sentences, so that their rows line up
   sentences.forEach((s, k) => {
-    const font = 11, cell = Math.max(14, Math.min(24, Math.floor(560 / s.tokens.length)));
-    const left = 58, top = Math.max(...s.tokens.map((t) => textWidth(t, font))) * 0.75 + 22;
+    const cell = Math.max(14, Math.min(24, Math.floor(560 / s.tokens.length)));
+    const left = 58;
     const rows = s.shares.length, cols = s.tokens.length;
     const vmax = Math.max(1e-12, ...s.shares.flat().map(Math.abs));
     const w = left + cols * cell + 40, h = top + rows * cell + 6;
@@ -259,6 +289,8 @@ function renderShares() {
 }
 
 // -- attention: head view (one head, lines between tokens) and model view (every head) --------
+
+const HEAD_VIEW_HELP = document.getElementById("att-help").textContent;
 
 // Lines from each query (left) to each key (right), opacity = weight: bertviz's head view.
 function renderHeadView() {
@@ -297,6 +329,7 @@ function renderHeadView() {
     for (const line of lines.children) {
       line.setAttribute("stroke-opacity", Number(line.dataset.w).toFixed(3));
     }
+    document.getElementById("att-help").textContent = HEAD_VIEW_HELP;
   };
   s.tokens.forEach((t, i) => {
     for (const [side, x, anchor] of [["q", xl - 8, "end"], ["k", xr + 8, "start"]]) {
