@@ -194,7 +194,7 @@ function renderTopPairs(m, layer) {
   const vmax = Math.max(1e-12, ...pairs.map((p) => Math.abs(p.v)));
   const table = document.getElementById("top-pairs");
   const head = el("tr");
-  ["A", "B", "share of cosine", ""].forEach((h) => head.append(el("th", {}, h)));
+  ["A", "B", "part of the cosine", ""].forEach((h) => head.append(el("th", {}, h)));
   table.replaceChildren(head);
   const addRow = (p) => {
     const tr = el("tr", { "data-i": p.i, "data-j": p.j });
@@ -219,7 +219,7 @@ function renderTopPairs(m, layer) {
   document.getElementById("pair-total").textContent =
     `All ${pairs.length} pairs add up to cosine(A, B)${where} = ` +
     `${fmt(data.pair.layer_cosines[layer])}; the top ${top.length} give ` +
-    `${fmt(top.reduce((s, p) => s + p.v, 0))}.`;
+    `${fmt(top.reduce((s, p) => s + p.v, 0))}, the negative pairs take some of it back.`;
 }
 
 // -- layer by layer: the similarity curve and the token shares ---------------------------------
@@ -309,7 +309,7 @@ function renderHeadView() {
   const lines = svgEl("g", { id: "head-lines" });
   weights.forEach((row, q) => row.forEach((v, k) => {
     lines.append(svgEl("line", { class: "att", x1: xl, y1: y(q), x2: xr, y2: y(k),
-      stroke: colour, "stroke-width": 2, "stroke-opacity": v.toFixed(3), "data-q": q,
+      stroke: colour, "stroke-width": 2.5, "stroke-opacity": v.toFixed(3), "data-q": q,
       "data-k": k, "data-w": v }));
   }));
   svg.append(lines);

@@ -95,7 +95,24 @@ def _pool_contributions(h: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _head_name(head: Any) -> str:
-    return getattr(head, "__name__", type(head).__name__).strip("_")
+    """ "Normalize" or "Dense(<activation>)": the modules that may follow pooling."""
+    if getattr(head, "weight", None) is not None:
+        return f"Dense({head.activation})"
+    name = getattr(head, "__name__", type(head).__name__).strip("_")
+    return "Normalize" if name.lower() == "normalize" else name
+
+
+def _check_head(head: Any) -> None:
+    """Refuse a module that breaks the exact split (see the module docstring)."""
+    name = _head_name(head)
+    if name == "Dense(Identity)" or name == "Normalize":
+        return
+    if name.startswith("Dense("):
+        raise ValueError(
+            f"explain: the model's Dense module applies {head.activation}, a non-linearity: the "
+            "cosine does not decompose exactly into token pairs (a Dense without activation does)"
+        )
+    raise ValueError(f"explain: unknown module {name!r} after pooling")
 
 
 def _apply_head(c: np.ndarray, head: Any) -> np.ndarray:
@@ -103,15 +120,9 @@ def _apply_head(c: np.ndarray, head: Any) -> np.ndarray:
 
     # c: [seq, in] -> [seq, out]
     """
-    if getattr(head, "weight", None) is None:  # Normalize: u / max(‖u‖, eps), a scaling
-        if _head_name(head) != "normalize":
-            raise ValueError(f"explain: unknown module {_head_name(head)!r} after pooling")
+    _check_head(head)
+    if _head_name(head) == "Normalize":  # u / max(‖u‖, eps): a scaling
         return c / max(float(np.linalg.norm(c.sum(axis=0))), 1e-12)
-    if head.activation != "Identity":
-        raise ValueError(
-            f"explain: the model's Dense module applies {head.activation}, a non-linearity: the "
-            "cosine does not decompose exactly into token pairs (a Dense without activation does)"
-        )
     out = c @ np.asarray(head.weight, dtype=np.float64).T
     if head.bias is not None:  # the bias is shared out equally: the sum still gets it once
         out = out + np.asarray(head.bias, dtype=np.float64) / len(c)
@@ -166,8 +177,7 @@ def _check_encoder(encoder: Any) -> None:
             "sentence; explain does not support prompts"
         )
     for head in encoder.heads:  # fail before any forward pass
-        if getattr(head, "weight", None) is not None and head.activation != "Identity":
-            _apply_head(np.zeros((1, head.weight.shape[1])), head)
+        _check_head(head)
 
 
 def trace_sentence(encoder: Any, text: str) -> SentenceTrace:
