@@ -432,6 +432,9 @@ function setup() {
     renderPair();
     renderCurve();
   }
+  if (!data.pair) {
+    document.querySelector("#layers-section h2").textContent = "Token shares, layer by layer";
+  }
   document.getElementById("layers-help").textContent = data.pair
     ? "Similarity is not decided at the last layer only: pooling the same tokens at earlier " +
       "hidden states gives the curve below; the shares show which tokens carry each sentence vector."

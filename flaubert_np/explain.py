@@ -49,6 +49,8 @@ class Attribution:
     cosine: float  # of the two sentence embeddings, as encoder.encode gives them
     layer_matrices: np.ndarray  # [n_layers + 1, n, m]: the same, pooled at each hidden state
     layer_cosines: np.ndarray  # [n_layers + 1]: each layer_matrices[k].sum()
+    layer_shares_a: np.ndarray  # [n_layers + 1, n]: each token's share of A's vector (sum 1)
+    layer_shares_b: np.ndarray  # [n_layers + 1, m]
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,8 @@ def _attribution(a: SentenceTrace, b: SentenceTrace) -> Attribution:
         cosine=float(layers[-1].sum()),
         layer_matrices=layers,
         layer_cosines=layers.sum(axis=(1, 2)),
+        layer_shares_a=token_shares(a.contributions),
+        layer_shares_b=token_shares(b.contributions),
     )
 
 

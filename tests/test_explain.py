@@ -108,12 +108,18 @@ def test_per_layer_cosines_are_the_cosines_of_each_pooled_hidden_state(demo):
 
 
 def test_token_shares_add_up_to_one_per_layer(demo):
-    from flaubert_np.explain import token_shares
-
+    result = similarity_attribution(demo, A, B)
+    for shares, tokens in (
+        (result.layer_shares_a, result.tokens_a),
+        (result.layer_shares_b, result.tokens_b),
+    ):
+        assert shares.shape == (demo.model.config.n_layers + 1, len(tokens))
+        np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=0, atol=1e-9)
+    # mean pooling: a token's share is h_i · Σ h / ‖Σ h‖², from the encoder's token embeddings
+    h = demo.encode(A, output_value="token_embeddings").astype(np.float64)
+    total = h.sum(axis=0)
+    np.testing.assert_allclose(result.layer_shares_a[-1], h @ total / (total @ total), atol=1e-6)
     trace = trace_sentence(demo, A)
-    shares = token_shares(trace.contributions)
-    assert shares.shape == (demo.model.config.n_layers + 1, len(trace.tokens))
-    np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=0, atol=1e-9)
     layers, heads = demo.model.config.n_layers, demo.model.config.n_heads
     assert trace.attentions.shape == (layers, heads, len(trace.tokens), len(trace.tokens))
 
