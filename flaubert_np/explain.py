@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -289,13 +290,9 @@ def render_html(encoder: Any, a: str, b: str | None = None, model_name: str = ""
         "{{js}}": _asset("explain.js"),
         "{{data}}": data.replace("<", "\\u003c"),
     }
-    page = _asset("explain.html")
-    for key, value in inline.items():
-        before, sep, after = page.partition(key)
-        if not sep:
-            raise RuntimeError(f"explain.html has no {key} placeholder")
-        page = before + value + after  # one substitution, never inside what was inserted
-    return page
+    template = _asset("explain.html")
+    # one pass over the template: what is inserted is never searched for placeholders
+    return re.sub(r"\{\{\w+\}\}", lambda m: inline[m.group(0)], template)
 
 
 def write_html(

@@ -194,9 +194,11 @@ def test_the_page_is_self_contained(demo):
 
 
 def test_text_cannot_break_out_of_the_page(demo):
-    hostile = "</script><script>alert(1)</script> <b>x</b>"
+    hostile = "</script><script>alert(1)</script> <b>x</b> {{css}}"
     page = render_html(demo, hostile, B)
     assert "<script>alert(1)" not in page and "<b>x</b>" not in page
+    assert page.count("{{css}}") == 2  # in the title and the data, as text
+    assert page.count("<style>") == 1
 
 
 def sentence_of(encoder, words: list[str], n_tokens: int) -> str:
