@@ -118,9 +118,10 @@ function renderPair() {
   const width = left + tb.length * cell + 90, height = top + ta.length * cell + 10;
   const svg = svgEl("svg", { width, height, viewBox: `0 0 ${width} ${height}`,
     role: "img", "aria-label": "token-pair attribution heatmap", "data-layer": layer });
-  ta.forEach((t, i) => svg.append(svgEl("text", { x: left - 6, y: top + (i + 0.5) * cell,
-    "text-anchor": "end", "dominant-baseline": "central", "font-size": font }, t)));
-  tb.forEach((t, j) => svg.append(svgEl("text", {
+  ta.forEach((t, i) => svg.append(svgEl("text", { class: "lab", "data-row": i, x: left - 6,
+    y: top + (i + 0.5) * cell, "text-anchor": "end", "dominant-baseline": "central",
+    "font-size": font }, t)));
+  tb.forEach((t, j) => svg.append(svgEl("text", { class: "lab", "data-col": j,
     transform: `translate(${left + (j + 0.5) * cell},${top - 6}) rotate(-50)`,
     "dominant-baseline": "central", "font-size": font }, t)));
   m.forEach((row, i) => row.forEach((v, j) => {
@@ -129,6 +130,8 @@ function renderPair() {
     const text = `A ${ta[i]} × B ${tb[j]}: ${fmt(v)}`;
     rect.append(svgEl("title", {}, text));
     hoverTip(rect, text);
+    rect.addEventListener("mouseenter", () => markLabels(svg, i, j));
+    rect.addEventListener("mouseleave", () => markLabels(svg, -1, -1));
     svg.append(rect);
   }));
   svg.append(legend(left + tb.length * cell + 16, top, ta.length * cell, vmax));
@@ -138,6 +141,14 @@ function renderPair() {
     `Rows: tokens of A; columns: tokens of B; red adds to the similarity, blue takes from it. ` +
     `Colour scale ±${fmt(vmax, 3)}. Hover a cell for its value (keyboard: Tab, then the arrows).`;
   renderTopPairs(m, layer);
+  document.querySelectorAll("#curve circle").forEach((dot) =>
+    dot.classList.toggle("current", Number(dot.dataset.layer) === layer));
+}
+
+// Bold the labels of row i and column j (-1: none), so that a cell's two tokens stand out.
+function markLabels(svg, i, j) {
+  svg.querySelectorAll(".lab").forEach((t) => t.classList.toggle("on",
+    Number(t.dataset.row ?? -2) === i || Number(t.dataset.col ?? -2) === j));
 }
 
 // Keyboard access to a heatmap: Tab focuses it, the arrow keys move a highlighted cell, whose
@@ -150,11 +161,13 @@ function keyboardCells(svg, m, describe) {
     svg.querySelectorAll(".cell.on").forEach((c) => c.classList.remove("on"));
     const cell = svg.querySelector(`.cell[data-i="${pos.i}"][data-j="${pos.j}"]`);
     cell.classList.add("on");
+    markLabels(svg, pos.i, pos.j);
     status.textContent = describe(pos.i, pos.j, m[pos.i][pos.j]);
   };
   svg.addEventListener("focus", show);
   svg.addEventListener("blur", () => {
     svg.querySelectorAll(".cell.on").forEach((c) => c.classList.remove("on"));
+    markLabels(svg, -1, -1);
   });
   svg.addEventListener("keydown", (e) => {
     const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
@@ -246,9 +259,11 @@ function renderCurve() {
   ys.forEach((v, k) => {
     const dot = svgEl("circle", { cx: sx(k), cy: sy(v), r: 4.5, fill: "#2458b3",
       "data-layer": k });
-    const text = `layer ${k}: cosine ${fmt(v)}`;
+    const text = `layer ${k}: cosine ${fmt(v)} (click: split it into pairs)`;
     dot.append(svgEl("title", {}, text));
     hoverTip(dot, text);
+    // the mouse's shortcut for the "Pooled at" list, which keyboard users have
+    dot.addEventListener("click", () => setControl("pair-layer", k));
     svg.append(dot);
   });
   document.getElementById("curve").replaceChildren(svg);
@@ -429,10 +444,9 @@ function setup() {
     const pairLayer = document.getElementById("pair-layer");
     fillSelect(pairLayer, layerNames, data.n_layers);
     pairLayer.addEventListener("change", renderPair);
-    renderPair();
     renderCurve();
-  }
-  if (!data.pair) {
+    renderPair();
+  } else {
     document.querySelector("#layers-section h2").textContent = "Token shares, layer by layer";
   }
   document.getElementById("layers-help").textContent = data.pair
