@@ -56,7 +56,7 @@ function diverging(t) {  // t in [-1, 1]
   return `rgb(${c[0]},${c[1]},${c[2]})`;
 }
 
-// The tooltip follows the mouse (or sits next to the focused element).
+// The tooltip follows the mouse; keyboard users get the same text in live status lines.
 const tip = document.getElementById("tip");
 function showTip(text, x, y) {
   tip.textContent = text;
