@@ -6,6 +6,7 @@
     flaubert-np encode -i corpus.jsonl --field text --id-field id -o corpus.npy --workers 2
     flaubert-np similarity "Un chat dort." "Un chien dort." "Il pleut."
     flaubert-np attention "Le chat dort." --layer 0 --head 1 -o attention.svg
+    flaubert-np explain "Un chat dort." "Un chien dort." -o explain.html
 
 `--model` takes a local directory, a Hugging Face Hub id or "demo" (the default, the small model
 shipped with the package). Any failure is one line on stderr and a non-zero exit code: 2 for a
@@ -145,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument(
         "-o", "--output", required=True, help="the SVG file to write ('-': stdout)"
     )
+
+    explain = commands.add_parser(
+        "explain", parents=[model_options], help="why two sentences are similar, as an HTML page",
+        description="Write one self-contained HTML page (no network needed to view it): the "
+        "tokens, every attention map, and for two sentences the exact split of their cosine "
+        "into token pairs and how it forms layer by layer.",
+    )
+    explain.add_argument("text_a", metavar="A", help="a sentence")
+    explain.add_argument("text_b", metavar="B", nargs="?", help="a second sentence (optional)")
+    explain.add_argument(
+        "-o", "--output", required=True, help="the HTML file to write ('-': stdout)"
+    )
+    explain.add_argument("--overwrite", action="store_true", help="replace an existing file")
     return parser
 
 
@@ -329,6 +343,26 @@ def cmd_attention(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {title}, {len(labels)} tokens", file=sys.stderr)
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    import os
+
+    if args.output != "-" and os.path.exists(args.output) and not args.overwrite:
+        raise CliError(f"'{args.output}' exists; --overwrite to replace it")
+    encoder = _load(args)
+    from flaubert_np.explain import render_html
+
+    page = render_html(encoder, args.text_a, args.text_b, model_name=args.model)
+    if args.output == "-":
+        sys.stdout.write(page)
+        return
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as e:
+        raise CliError(f"cannot write '{args.output}': {e.strerror}") from None
+    print(f"wrote {args.output} ({len(page.encode()) / 1e6:.2f} MB)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -336,9 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import os
 
         os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported
-    command = {"encode": cmd_encode, "similarity": cmd_similarity, "attention": cmd_attention}[
-        args.command
-    ]
+    command = {"encode": cmd_encode, "similarity": cmd_similarity, "attention": cmd_attention,
+               "explain": cmd_explain}[args.command]  # fmt: skip
     try:
         command(args)
     except CliError as e:
