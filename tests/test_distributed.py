@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
 
-from flaubert_np import distributed
+from flaubert_np import embedding_function
 from flaubert_np.distributed import EmbeddingFunction, as_sentences, embed_bag, embed_dataframe
 from flaubert_np.sentence import SentenceEncoder
 
@@ -96,7 +96,7 @@ def test_local_cluster_matches_single_process(model_dir, sentences):
     ):
         got_bag = embed_bag(bag, fn).compute()
         got_df = embed_dataframe(ddf, "text", fn).compute()
-        loaded = client.run(lambda: (os.getpid(), len(distributed._ENCODERS)))
+        loaded = client.run(lambda: (os.getpid(), len(embedding_function._ENCODERS)))
     pids = {pid for pid, _ in loaded.values()}
     assert len(pids) == 2 and os.getpid() not in pids  # two real worker processes
     assert all(n == 1 for _, n in loaded.values())  # each loaded the model once, itself
