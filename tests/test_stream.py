@@ -18,7 +18,9 @@ import pytest
 
 from flaubert_np import stream
 from flaubert_np.distributed import EmbeddingFunction
+from flaubert_np.progress import Progress
 from flaubert_np.stream import Checkpoint, InputSpec, StreamError, encode_file
+from flaubert_np.workers import WorkerError
 
 CHUNK = 64
 
@@ -272,7 +274,7 @@ def test_a_killed_worker_stops_the_run_which_then_resumes(tmp_path, fn, stsb_sen
     lines = [*stsb_sentences[:150], "KILL", *stsb_sentences[150:200]]  # "KILL": chunk 2
     src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
     src.write_text("".join(s + "\n" for s in lines), "utf-8")
-    with pytest.raises(StreamError, match=r"worker process \d+ died \(exit code -9\)"):
+    with pytest.raises(WorkerError, match=r"worker process \d+ died \(exit code -9\)"):
         encode_file(src, out, Dying(**fn.options()), chunk_lines=CHUNK, workers=2)
     checkpoint = tmp_path / "emb.npy.partial" / "checkpoint.json"  # absent if none finished
     saved = json.loads(checkpoint.read_text())["chunks"] if checkpoint.exists() else 0
@@ -282,22 +284,66 @@ def test_a_killed_worker_stops_the_run_which_then_resumes(tmp_path, fn, stsb_sen
     np.testing.assert_array_equal(np.load(out), by_chunks(fn, lines))
 
 
-def test_progress_line():
-    out = io.StringIO()  # not a terminal: a line every 10 s, nothing for a short run
-    quiet = stream.Progress(1000, Checkpoint(), enabled=True, stream=out)
-    quiet.update(Checkpoint(chunks=1, rows=5, lines=5, offset=100))
-    quiet.close(Checkpoint(chunks=1, rows=5, lines=5, offset=100))
-    assert out.getvalue() == ""
-    bar = stream.Progress(1000, Checkpoint(rows=10, offset=100), enabled=True, stream=out)
-    bar.t0 -= 2.0  # started two seconds ago,
-    bar.last -= 10.0  # and due for a line
-    bar.update(Checkpoint(chunks=3, rows=30, lines=30, offset=500, skipped=1))
-    bar.close(Checkpoint(chunks=3, rows=30, lines=30, offset=500, skipped=1))  # no repeat
-    line = out.getvalue()
-    assert line.startswith("30 rows | ") and line.endswith(" | 1 skipped | 0 blank\n")
-    rate = float(line.split("|")[1].split()[0])
-    assert 9.0 < rate <= 10.0  # 20 new rows in ~2 s
-    assert " 50.0% " in line and "ETA 0:00:0" in line  # 400 bytes in 2 s, 500 to go: ~2.5 s
+def test_progress_line_in_a_log():
+    """Not a terminal: tqdm's text as whole lines, every `interval` seconds and at the end."""
+    out, now = io.StringIO(), [100.0]
+    start = Checkpoint(chunks=1, rows=10, lines=10, offset=100)
+    with Progress(1000, "Encoding", "B", initial=start.offset, unit_scale=True, file=out,
+                  clock=lambda: now[0], interval=10.0) as bar:
+        now[0] += 2.0
+        stream.show(bar, Checkpoint(chunks=2, rows=20, lines=20, offset=300), start)
+        assert out.getvalue() == ""  # 2 s: not due yet
+        now[0] += 8.0
+        stream.show(bar, Checkpoint(chunks=3, rows=30, lines=30, offset=500, skipped=1), start)
+        first = out.getvalue()
+        now[0] += 1.0
+        stream.show(bar, Checkpoint(chunks=4, rows=40, lines=40, offset=600, skipped=1), start)
+    lines = out.getvalue().splitlines(keepends=True)
+    assert "\r" not in out.getvalue() and all(line.endswith("\n") for line in lines)
+    assert lines[0] == first and len(lines) == 2  # one when due, one at the end
+    # 20 new rows and 400 new bytes in 10 s; 500 bytes to go at 40 B/s: 12.5 s.
+    assert lines[0].startswith("Encoding:  50%|#####     | 500/1.00k [00:10<00:12, 40.0B/s, ")
+    assert lines[0].endswith(", 30 rows, 2.0 rows/s, 1 skipped, 0 blank]\n")
+    assert lines[1].startswith("Encoding:  60%|######    | 600/1.00k [00:11<00:08, 45.5B/s, ")
+    assert lines[1].endswith(", 40 rows, 2.7 rows/s, 1 skipped, 0 blank]\n")  # 30 rows in 11 s
+
+
+def test_a_log_gets_no_repeated_line():
+    out, now = io.StringIO(), [0.0]
+    with Progress(10, "Encoding", file=out, clock=lambda: now[0], interval=1.0) as bar:
+        now[0] += 1.0
+        bar.update_to(10)
+    assert out.getvalue().count("\n") == 1 and "10/10" in out.getvalue()
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, corpus, fn,
+                                                                   monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(corpus, tmp_path / "emb.npy", Interrupting(**fn.options()), chunk_lines=CHUNK,
+                    progress=True)
+    shown = terminal.getvalue()
+    assert "\r" in shown and "Encoding:" in shown and "128 rows" in shown
+    assert shown.endswith("\n")  # whatever is printed next starts on a line of its own
+
+
+def test_resume_is_announced(tmp_path, corpus, fn, capsys):
+    out = tmp_path / "emb.npy"
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(corpus, out, Interrupting(**fn.options()), chunk_lines=CHUNK)
+    assert capsys.readouterr().err == ""
+    share = len(b"".join(corpus.read_bytes().splitlines(keepends=True)[:128])) / corpus.stat().st_size
+    encode_file(corpus, out, fn, chunk_lines=CHUNK)
+    assert capsys.readouterr().err == (f"resuming at row 129 of emb.npy (input line 129 of "
+                                       f"corpus.txt, {share:.0%} done before)\n")
 
 
 # ---------------------------------------------------------------------------------------------
