@@ -41,15 +41,23 @@ class EmbeddingFunction:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"EmbeddingFunction: model must be a name or path, not {self.model!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
-                or self.batch_size < 1:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
             raise ValueError(f"EmbeddingFunction: batch_size must be >= 1, got {self.batch_size!r}")
 
     @property
     def encoder(self) -> Any:
         """The SentenceEncoder of this process, loaded on first use."""
-        key = (self.model, self.revision, self.cache_dir, self.local_files_only,
-               self.token_type_ids)
+        key = (
+            self.model,
+            self.revision,
+            self.cache_dir,
+            self.local_files_only,
+            self.token_type_ids,
+        )
         with _ENCODERS_LOCK:
             if key not in _ENCODERS:
                 from flaubert_np.sentence import SentenceEncoder

@@ -407,5 +407,5 @@ def test_cli_json_lines_with_ids(tmp_path, fn):
 
 def test_cli_stream_options_need_a_file_and_a_npy(tmp_path, fn):
     result = cli("-m", fn.model, "--workers", 2, "Une phrase.")
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("flaubert-np: error: --workers needs -i FILE and -o OUT.npy")
