@@ -63,7 +63,7 @@ class Progress:
         self.bar: tqdm | None = None
         if enabled and is_terminal(self.file):
             self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale,
-                            initial=initial, file=self.file, dynamic_ncols=True)  # fmt: skip
+                            initial=initial, file=self.file)  # fmt: skip
 
     def elapsed(self) -> float:
         return self.clock() - self.t0

@@ -240,3 +240,48 @@ def test_ctrl_c_then_the_same_command_resumes(tmp_path, corpus):
                             "of corpus.txt, ")  # fmt: skip
     assert first.endswith("% done before)")
     assert out.read_bytes() == full.read_bytes()
+
+
+def test_on_a_terminal_the_bar_line_ends_before_the_interrupted_error(tmp_path, corpus):
+    """stderr on a pseudo-terminal: tqdm's bar (carriage returns), then Ctrl-C: the error line
+    starts at the beginning of a line, not at the end of the bar."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    out, checkpoint = tmp_path / "e.npy", tmp_path / "e.npy.partial" / "checkpoint.json"
+    command = [str(SCRIPT), "encode", "-i", str(corpus), "-o", str(out), "--chunk-lines", "50"]
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # 160 columns
+    process = subprocess.Popen(command, stderr=follower, stdout=subprocess.DEVNULL)
+    os.close(follower)
+    shown = bytearray()
+
+    def drain():  # the terminal must be read, or the run blocks on a full buffer
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # the process is gone
+                return
+            if not data:
+                return
+            shown.extend(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["chunks"] >= 2):
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    reader.join(timeout=10)
+    os.close(leader)
+    text = shown.decode()
+    assert "\rEncoding: " in text and " rows/s, 0 skipped, 0 blank]" in text
+    before, error = text.split("flaubert-np: error: interrupted", 1)
+    assert before.endswith("\n"), repr(before[-200:])
+    assert "e.npy.partial: run the same command again to resume" in error
