@@ -20,7 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from flaubert_np.stream import Chunk
 
 PROG = "flaubert-np"
 # Inputs at least this long get a progress bar on stderr (unless --no-progress).
@@ -179,12 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_input(args: argparse.Namespace):
+def _read_input(args: argparse.Namespace) -> Chunk:
     """The texts to encode: the arguments, or the lines of -i FILE / stdin by the line rules
     (--field, --id-field, --on-invalid, --on-blank), as a stream.Chunk."""
     from flaubert_np.stream import Chunk, InputSpec, Rules, read_all
 
-    if args.texts and args.input:
+    if args.texts and getattr(args, "input", None):
         raise UsageError("give texts as arguments or with --input, not both")
     flags = [f for f in ("field", "id_field", "on_invalid", "on_blank") if getattr(args, f, None)]
     if args.texts:
@@ -246,8 +253,6 @@ def _encode_texts(args: argparse.Namespace, texts: list[str]):
 
 def _refuse_existing(args: argparse.Namespace, fmt: str) -> None:
     """Before any work: an output that exists needs --overwrite."""
-    from pathlib import Path
-
     from flaubert_np.stream import existing_outputs
 
     if not args.output or args.overwrite:
@@ -275,8 +280,6 @@ def cmd_encode(args: argparse.Namespace) -> None:
     embeddings = _encode_texts(args, chunk.texts)
     write_ids = bool(args.id_field) or "skip" in (args.on_invalid, args.on_blank)
     if fmt == "npy":
-        from pathlib import Path
-
         from flaubert_np.stream import Rules, save_all
 
         rules = Rules(args.on_invalid or "error", args.on_blank or "keep")
@@ -287,11 +290,12 @@ def cmd_encode(args: argparse.Namespace) -> None:
     _notes(len(chunk.blank), chunk.blank, chunk.skipped)
 
 
-def _write_json_lines(args: argparse.Namespace, chunk, embeddings, write_ids: bool) -> None:
+def _write_json_lines(args: argparse.Namespace, chunk: Chunk, embeddings: np.ndarray,
+                      write_ids: bool) -> None:
     """One {"id"?, "text", "embedding"} object per row, on stdout or into -o FILE."""
     import json
 
-    def rows():
+    def rows() -> Iterator[str]:
         ids = chunk.ids if write_ids else [None] * len(chunk.texts)
         for ident, text, vector in zip(ids, chunk.texts, embeddings, strict=True):
             row = {"id": ident} if write_ids else {}
@@ -301,8 +305,6 @@ def _write_json_lines(args: argparse.Namespace, chunk, embeddings, write_ids: bo
     if not args.output:
         sys.stdout.writelines(rows())
         return
-    from pathlib import Path
-
     from flaubert_np.atomic import atomic_write
 
     _write(args.output, lambda: atomic_write(
@@ -310,7 +312,7 @@ def _write_json_lines(args: argparse.Namespace, chunk, embeddings, write_ids: bo
         args.overwrite))  # fmt: skip
 
 
-def _write(output: str, write) -> None:
+def _write(output: str, write: Callable[[], object]) -> None:
     """Call `write`; a failure to write `output` is one line (an existing file says so)."""
     try:
         write()
@@ -360,7 +362,7 @@ def _encode_file(args: argparse.Namespace) -> None:
 def cmd_similarity(args: argparse.Namespace) -> None:
     if len(args.texts) < 2:
         raise UsageError("similarity needs at least two texts")
-    embeddings = _encode_texts(args, list(args.texts))
+    embeddings = _encode_texts(args, _read_texts(args))
     from flaubert_np.similarity import cos_sim
 
     scores = cos_sim(embeddings, embeddings)
@@ -409,8 +411,6 @@ def cmd_attention(args: argparse.Namespace) -> None:
     if args.output == "-":
         sys.stdout.write(svg)
         return
-    from pathlib import Path
-
     from flaubert_np.atomic import atomic_write
 
     _write(args.output, lambda: atomic_write(Path(args.output), svg.encode("utf-8"),
