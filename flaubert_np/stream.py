@@ -212,7 +212,8 @@ class Rules:
 def find_errors(lines: Iterable[tuple[int, bytes]], spec: InputSpec,
                 rules: Rules) -> tuple[int, list[tuple[int, str, str]]]:
     """(number of lines whose rule is "error", the first few as (line, kind, reason))."""
-    count, listed = 0, list[tuple[int, str, str]]()
+    count = 0
+    listed: list[tuple[int, str, str]] = []
     for number, raw in lines:
         _, _, kind, reason = classify(raw, spec)
         if kind is not None and rules[kind] == "error":
@@ -255,7 +256,8 @@ def add_line(chunk: Chunk, number: int, raw: bytes, spec: InputSpec, rules: Rule
 
 
 def read_all(data: bytes, spec: InputSpec, rules: Rules, source: object) -> Chunk:
-    """Input held in memory (stdin): every line in one Chunk, by the same rules as a file."""
+    """Input read whole (stdin, or a file embedded in memory): every line in one Chunk, by the
+    rules encode_file follows."""
     lines = list(enumerate(io.BytesIO(data), start=1))  # lines end at b"\n", as in a file
     if "error" in (rules.on_invalid, rules.on_blank):
         check_lines(lines, spec, rules, source)
