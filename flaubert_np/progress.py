@@ -3,7 +3,8 @@
 On a terminal: tqdm's bar, redrawn in place. Anywhere else (a pipe, a log file): the same text as
 whole lines, at most one every LOG_INTERVAL seconds (TQDM_MININTERVAL, the variable tqdm reads,
 changes it) and one when the bar closes; never a carriage return. A bar is closed whatever ends
-its block (an error, Ctrl-C), so that the next message starts on a line of its own.
+its block (an error, Ctrl-C), so that the next message starts on a line of its own; while it is
+shown, Python warnings are printed above it (tqdm.write), not at the end of its line.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import IO
@@ -62,6 +64,8 @@ class Progress:
         self.t0 = self.last = clock()
         self.bar: tqdm | None = None
         if enabled and is_terminal(self.file):
+            self.showwarning = warnings.showwarning
+            warnings.showwarning = self._show_warning
             self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale,
                             initial=initial, file=self.file)  # fmt: skip
 
@@ -94,9 +98,22 @@ class Progress:
         if self.bar is not None:
             self.bar.close()  # redraws the bar and ends its line
             self.bar = None
+            warnings.showwarning = self.showwarning
         elif self.enabled and self.shown != (self.n, self.postfix):
             self._line()
         self.enabled = False
+
+    def _show_warning(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: IO[str] | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        self.write(text.rstrip("\n"))
 
     def _line(self) -> None:
         self.last, self.shown = self.clock(), (self.n, self.postfix)

@@ -2,10 +2,13 @@
 the test sets (never wall time)."""
 
 import io
+import warnings
 
 from flaubert_np import stream
 from flaubert_np.progress import Progress, log_interval
 from flaubert_np.stream import Checkpoint
+
+original_showwarning = warnings.showwarning
 
 
 class Terminal(io.StringIO):
@@ -64,6 +67,20 @@ def test_a_terminal_gets_tqdm_bar_and_a_final_newline():
     # tqdm.write clears the bar's line first: the message starts a line of its own
     assert "\r" + " " * 20 in shown and "\ra message\n" in shown
     assert shown.endswith("\n")
+
+
+def test_a_warning_goes_above_the_bar():
+    out = Terminal()
+    with Progress(10, "Encoding", file=out) as bar:
+        bar.update_to(3)
+        warnings.warn("careful", UserWarning, stacklevel=1)
+        bar.update_to(10)
+    shown = out.getvalue()
+    assert "\r" + " " * 20 in shown  # the bar's line is cleared first
+    assert "UserWarning: careful\n" in shown and shown.endswith("\n")
+    line = next(x for x in shown.split("\r") if "careful" in x)
+    assert line.startswith(__file__) and "Encoding" not in line  # a line of its own
+    assert warnings.showwarning is original_showwarning  # put back when the bar closed
 
 
 def test_a_bar_closes_on_an_error():
