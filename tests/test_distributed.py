@@ -29,6 +29,14 @@ def sentences(stsb_sentences):
     return stsb_sentences[:120]
 
 
+def test_the_function_lives_without_dask():
+    """flaubert_np.embedding_function is its home (the CLI imports it without Dask); importing it
+    from flaubert_np.distributed still works and pickles under the home module's name."""
+    assert EmbeddingFunction is embedding_function.EmbeddingFunction
+    assert as_sentences is embedding_function.as_sentences
+    assert EmbeddingFunction.__module__ == "flaubert_np.embedding_function"
+
+
 def test_pickles_as_location_and_options(model_dir, sentences):
     fn = EmbeddingFunction(model_dir, batch_size=8, normalize_embeddings=True)
     before = pickle.dumps(fn)

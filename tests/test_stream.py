@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from flaubert_np import stream
-from flaubert_np.distributed import EmbeddingFunction
+from flaubert_np.embedding_function import EmbeddingFunction
 from flaubert_np.stream import InputSpec, StreamError, encode_file
 from flaubert_np.workers import WorkerError
 
