@@ -209,6 +209,15 @@ def test_progress_in_a_pipe_is_whole_lines(tmp_path, corpus):
     assert "| 300/300 [" in progress.splitlines()[-1]
 
 
+def wait_for_chunks(process: subprocess.Popen, checkpoint: Path, chunks: int) -> None:
+    """Until a streamed run has saved `chunks` chunks; it must still be running then."""
+    deadline = time.monotonic() + 120
+    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["chunks"] >= chunks):
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.01)
+
+
 def test_ctrl_c_then_the_same_command_resumes(tmp_path, corpus):
     full = tmp_path / "full.npy"
     assert run("encode", "-i", corpus, "-o", full, "--chunk-lines", 50).returncode == 0
@@ -216,11 +225,7 @@ def test_ctrl_c_then_the_same_command_resumes(tmp_path, corpus):
     command = [str(SCRIPT), "encode", "-i", str(corpus), "-o", str(out), "--chunk-lines", "50"]
     env = {**os.environ, "TQDM_MININTERVAL": "0"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["chunks"] >= 2):
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.01)
+    wait_for_chunks(process, checkpoint, 2)
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=120)[1].decode()
     assert process.returncode == 130, stderr
@@ -271,11 +276,7 @@ def test_on_a_terminal_the_bar_line_ends_before_the_interrupted_error(tmp_path, 
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    deadline = time.monotonic() + 120
-    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["chunks"] >= 2):
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.01)
+    wait_for_chunks(process, checkpoint, 2)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 130
     reader.join(timeout=10)
