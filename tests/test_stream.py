@@ -288,6 +288,7 @@ class FakeTerminal(io.StringIO):
         return True
 
 
+@pytest.mark.oracle  # fn: a model saved by transformers
 def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, corpus, fn,
                                                                    monkeypatch):
     terminal = FakeTerminal()
@@ -301,6 +302,7 @@ def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, cor
     assert shown.endswith("\n")  # whatever is printed next starts on a line of its own
 
 
+@pytest.mark.oracle  # fn: a model saved by transformers
 def test_resume_is_announced(tmp_path, corpus, fn, capsys):
     out = tmp_path / "emb.npy"
     Interrupting.calls = 0
