@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     encode.add_argument(
         "--overwrite", action="store_true",
-        help="replace existing output files (and discard a streamed run's checkpoint)",
+        help="replace existing output files (a streamed run also discards a checkpoint made "
+        "with other inputs or options)",
     )
     lines = encode.add_argument_group(
         "input lines", "rules for the lines of -i FILE or stdin (row ids and skipped lines go to "

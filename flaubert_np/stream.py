@@ -364,7 +364,8 @@ def encode_file(
     """Embed every text of a file (one per line, or JSON lines with `field`) into a .npy file.
 
     Running it again after an interruption continues from the last checkpoint and produces the
-    same files as an uninterrupted run. `overwrite` discards any checkpoint and existing outputs.
+    same files as an uninterrupted run. `overwrite` replaces existing outputs and discards the
+    checkpoint of a run with other inputs or options (the same command's is resumed).
     """
     started = time.monotonic()
     path = Path(input_path)
@@ -395,8 +396,11 @@ def encode_file(
 
     work = paths["work"]
     shutil.rmtree(paths["trash"], ignore_errors=True)
-    if overwrite:
-        shutil.rmtree(work, ignore_errors=True)
+    if overwrite:  # the work of this same command is resumed; any other is discarded
+        try:
+            _resume(work, manifest)
+        except (ValueError, OSError):
+            shutil.rmtree(work, ignore_errors=True)
     if not (work / "manifest.json").exists():  # a fresh start: check before creating anything
         if not overwrite and (existing := existing_outputs(out)):
             raise StreamError(f"{existing[0]} exists; pass --overwrite to replace it")

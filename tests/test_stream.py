@@ -189,6 +189,17 @@ def test_interrupt_then_resume_gives_the_same_file(tmp_path, corpus, fn, referen
     assert not work.exists()
 
 
+def test_the_same_command_with_overwrite_resumes_too(tmp_path, corpus, fn, reference):
+    """A command with --overwrite, run again after Ctrl-C, resumes its own work as any other."""
+    out = tmp_path / "emb.npy"
+    out.write_bytes(b"old")
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(corpus, out, Interrupting(**fn.options()), chunk_lines=CHUNK, overwrite=True)
+    summary = encode_file(corpus, out, fn, chunk_lines=CHUNK, overwrite=True)
+    assert summary.resumed_rows == 2 * CHUNK and out.read_bytes() == reference[0]
+
+
 def test_resume_refuses_other_options_or_input(tmp_path, corpus, fn):
     src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
     src.write_bytes(corpus.read_bytes())
