@@ -10,7 +10,8 @@
 
 `--model` takes a local directory, a Hugging Face Hub id or "demo" (the default, the small model
 shipped with the package). Any failure is one line on stderr and a non-zero exit code: 2 for a
-wrong command line, 1 for everything else.
+wrong command line, 1 for everything else (130 for Ctrl-C). No output file is ever replaced
+without --overwrite, and every one is written atomically. docs/cli.md has the details.
 
 Importing this module is cheap: numpy and the model code load inside the commands.
 """
@@ -18,8 +19,16 @@ Importing this module is cheap: numpy and the model code load inside the command
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from flaubert_np.stream import Chunk
 
 PROG = "flaubert-np"
 # Inputs at least this long get a progress bar on stderr (unless --no-progress).
@@ -28,6 +37,25 @@ PROGRESS_MIN_TEXTS = 256
 
 class CliError(Exception):
     """A failure to report as one line."""
+
+    code = 1
+
+
+class UsageError(CliError):
+    """A wrong command line (exit code 2, as argparse's own errors)."""
+
+    code = 2
+
+
+def _positive(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "zeros (transformers 4.x) or none (transformers 5)",
     )
     common = _Parser(add_help=False, parents=[model_options])
-    common.add_argument("--batch-size", type=int, default=32, help="default: 32")
+    common.add_argument("--batch-size", type=_positive, default=32, help="default: 32")
     common.add_argument(
         "--normalize", action="store_true", help="L2-normalise the embeddings"
     )
@@ -90,32 +118,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("npy", "jsonl"), default=None,
         help="npy (needs -o) or jsonl (default: npy with -o, else jsonl)",
     )
+    encode.add_argument(
+        "--overwrite", action="store_true",
+        help="replace existing output files (a streamed run also discards a checkpoint made "
+        "with other inputs or options)",
+    )
+    lines = encode.add_argument_group(
+        "input lines", "rules for the lines of -i FILE or stdin (row ids and skipped lines go to "
+        "OUT.ids.jsonl and OUT.skipped.jsonl, or into the JSON lines output)",
+    )
+    lines.add_argument(
+        "--field", metavar="NAME", help="read JSON lines, the text in this field"
+    )
+    lines.add_argument(
+        "--id-field", metavar="NAME", help="with --field: each row's id"
+    )
+    lines.add_argument(
+        "--on-invalid", choices=("error", "skip"),
+        help="lines with no readable text: error (default: stop before embedding, naming them) "
+        "or skip (leave them out, listed)",
+    )
+    lines.add_argument(
+        "--on-blank", choices=("keep", "skip", "error"),
+        help="blank texts: keep (default: embedded, row i stays line i), skip or error",
+    )
     large = encode.add_argument_group(
         "large files", "-i FILE -o OUT.npy is streamed: bounded memory, written in chunks, "
         "resumable (run the same command again after an interruption)",
     )
     large.add_argument(
-        "--field", metavar="NAME", help="read -i as JSON lines, the text in this field"
+        "--workers", type=_positive, metavar="N", help="worker processes (default: 1)"
     )
     large.add_argument(
-        "--id-field", metavar="NAME", help="with --field: each row's id, saved in OUT.ids.jsonl"
-    )
-    large.add_argument(
-        "--on-invalid", choices=("error", "skip"),
-        help="lines with no readable text: error (default: stop before embedding, naming them) "
-        "or skip (listed in OUT.skipped.jsonl, row ids in OUT.ids.jsonl)",
-    )
-    large.add_argument(
-        "--on-blank", choices=("keep", "skip", "error"),
-        help="blank texts: keep (default: embedded, row i stays line i), skip or error",
-    )
-    large.add_argument("--workers", type=int, metavar="N", help="worker processes (default: 1)")
-    large.add_argument(
-        "--chunk-lines", type=int, metavar="N",
+        "--chunk-lines", type=_positive, metavar="N",
         help="input lines per chunk and checkpoint (default: 1024)",
-    )
-    large.add_argument(
-        "--overwrite", action="store_true", help="discard any checkpoint and existing outputs"
     )
 
     similarity = commands.add_parser(
@@ -142,10 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--head", type=int, default=None,
         help="head, from 0 (default: every head of the layer, as a grid)",
     )
-    attention.add_argument("--columns", type=int, default=4, help="grid columns (default: 4)")
+    attention.add_argument(
+        "--columns", type=_positive, default=4, help="grid columns (default: 4)"
+    )
     attention.add_argument(
         "-o", "--output", required=True, help="the SVG file to write ('-': stdout)"
     )
+    attention.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
     explain = commands.add_parser(
         "explain", parents=[model_options], help="why two sentences are similar, as an HTML page",
@@ -162,11 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_texts(args: argparse.Namespace) -> list[str]:
-    if args.texts and args.input:
-        raise CliError("give texts as arguments or with --input, not both")
+def _read_input(args: argparse.Namespace) -> Chunk:
+    """The texts to encode: the arguments, or the lines of -i FILE / stdin by the line rules
+    (--field, --id-field, --on-invalid, --on-blank), as a stream.Chunk."""
+    from flaubert_np.stream import Chunk, InputSpec, Rules, read_all
+
+    if args.texts and getattr(args, "input", None):
+        raise UsageError("give texts as arguments or with --input, not both")
+    flags = [f for f in ("field", "id_field", "on_invalid", "on_blank") if getattr(args, f, None)]
     if args.texts:
-        return list(args.texts)
+        if flags:
+            raise UsageError(f"--{flags[0].replace('_', '-')} applies to the lines of -i FILE "
+                             "or stdin, not to texts given as arguments")
+        return Chunk(0, 0, 0, list(args.texts), [], [], [])
     source = "stdin" if args.input in (None, "-") else f"'{args.input}'"
     try:
         if source == "stdin":
@@ -174,20 +221,25 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
         else:
             with open(args.input, "rb") as f:
                 data = f.read()
-        text = data.decode("utf-8")
     except FileNotFoundError:
         raise CliError(f"input file {source} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise CliError(f"input {source} is not UTF-8 text ({e.reason})") from None
     except OSError as e:
         raise CliError(f"cannot read input {source}: {e.strerror}") from None
-    # Every line is a text, blank ones too, so that row i of the output is line i.
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
-    if lines[-1] == "":  # the final newline ends the last line; it does not start a new one
-        lines.pop()
-    if not lines:
+    if not data:
         raise CliError(f"no texts to encode: {source} is empty")
-    return lines
+    # Every line is a text, blank ones too (by default), so that row i of the output is line i.
+    spec = InputSpec(getattr(args, "field", None), getattr(args, "id_field", None))
+    rules = Rules(getattr(args, "on_invalid", None) or "error",
+                  getattr(args, "on_blank", None) or "keep")  # fmt: skip
+    chunk = read_all(data, spec, rules, "stdin" if source == "stdin" else args.input)
+    if not chunk.texts:
+        raise CliError(f"no texts to encode in {source} ({len(chunk.skipped)} lines skipped)")
+    return chunk
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    """The texts of the arguments, or of the lines of -i FILE / stdin."""
+    return _read_input(args).texts
 
 
 def _load(args: argparse.Namespace):
@@ -203,8 +255,6 @@ def _load(args: argparse.Namespace):
 
 
 def _encode_texts(args: argparse.Namespace, texts: list[str]):
-    if args.batch_size < 1:
-        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
     encoder = _load(args)
     progress = len(texts) >= PROGRESS_MIN_TEXTS if args.progress is None else args.progress
     embeddings = encoder.encode(
@@ -216,45 +266,91 @@ def _encode_texts(args: argparse.Namespace, texts: list[str]):
     return embeddings
 
 
+def _refuse_existing(args: argparse.Namespace, fmt: str) -> None:
+    """Before any work: an output that exists needs --overwrite."""
+    from flaubert_np.stream import existing_outputs
+
+    if not args.output or args.overwrite:
+        return
+    out = Path(args.output)
+    existing = existing_outputs(out) if fmt == "npy" else [out] if out.exists() else []
+    if existing:
+        raise CliError(f"{existing[0]} exists; pass --overwrite to replace it")
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
     fmt = args.format or ("npy" if args.output else "jsonl")
     if fmt == "npy" and not args.output:
-        raise CliError("--format npy needs an output file: -o FILE.npy")
+        raise UsageError("--format npy needs an output file: -o FILE.npy")
+    if args.id_field and not args.field:
+        raise UsageError("--id-field needs --field: ids come from JSON lines")
     if args.input not in (None, "-") and fmt == "npy" and not args.texts:
         _encode_file(args)
         return
-    for flag in ("field", "id_field", "on_invalid", "on_blank", "workers", "chunk_lines",
-                 "overwrite"):
-        if getattr(args, flag) not in (None, False):
-            raise CliError(f"--{flag.replace('_', '-')} needs -i FILE and -o OUT.npy")
-    texts = _read_texts(args)
-    embeddings = _encode_texts(args, texts)
+    for flag in ("workers", "chunk_lines"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')} needs -i FILE and -o OUT.npy")
+    _refuse_existing(args, fmt)
+    chunk = _read_input(args)
+    embeddings = _encode_texts(args, chunk.texts)
+    write_ids = bool(args.id_field) or "skip" in (args.on_invalid, args.on_blank)
     if fmt == "npy":
-        import numpy as np
+        from flaubert_np.stream import Rules, save_all
 
-        try:
-            with open(args.output, "wb") as f:
-                np.save(f, embeddings)
-        except OSError as e:
-            raise CliError(f"cannot write '{args.output}': {e.strerror}") from None
-        return
+        rules = Rules(args.on_invalid or "error", args.on_blank or "keep")
+        _write(args.output, lambda: save_all(chunk, embeddings, Path(args.output), rules,
+                                             write_ids, args.overwrite))  # fmt: skip
+    else:
+        _write_json_lines(args, chunk, embeddings, write_ids)
+    _notes(len(chunk.blank), chunk.blank, chunk.skipped)
+
+
+def _write_json_lines(args: argparse.Namespace, chunk: Chunk, embeddings: np.ndarray,
+                      write_ids: bool) -> None:
+    """One {"id"?, "text", "embedding"} object per row, on stdout or into -o FILE."""
     import json
 
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    def rows() -> Iterator[str]:
+        ids = chunk.ids if write_ids else [None] * len(chunk.texts)
+        for ident, text, vector in zip(ids, chunk.texts, embeddings, strict=True):
+            row = {"id": ident} if write_ids else {}
+            row.update(text=text, embedding=[float(x) for x in vector])
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+
+    if not args.output:
+        sys.stdout.writelines(rows())
+        return
+    from flaubert_np.atomic import atomic_write
+
+    _write(args.output, lambda: atomic_write(
+        Path(args.output), lambda f: f.writelines(r.encode("utf-8") for r in rows()),
+        args.overwrite))  # fmt: skip
+
+
+def _write(output: str, write: Callable[[], object]) -> None:
+    """Call `write`; a failure to write `output` is one line (an existing file says so)."""
     try:
-        for text, vector in zip(texts, embeddings, strict=True):
-            row = {"text": text, "embedding": [float(x) for x in vector]}
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        write()
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise CliError(f"cannot write '{output}': {e.strerror or e}") from None
+
+
+def _notes(blank: int, blank_lines: list[int], skipped: list[tuple[int, str]]) -> None:
+    if blank:
+        lines = ", ".join(map(str, blank_lines[:10])) + (", ..." if blank > 10 else "")
+        sys.stderr.write(f"{PROG}: note: {blank} blank text(s) embedded in place "
+                         f"(line {lines}); --on-blank skip or error to change that\n")
+    if skipped:
+        listed = "; ".join(f"line {n}: {reason}" for n, reason in skipped[:10])
+        more = "; ..." if len(skipped) > 10 else ""
+        sys.stderr.write(f"{PROG}: note: {len(skipped)} line(s) skipped: {listed}{more}\n")
 
 
 def _encode_file(args: argparse.Namespace) -> None:
     """-i FILE -o OUT.npy: streamed in chunks, resumable (flaubert_np/stream.py)."""
-    if args.batch_size < 1:
-        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
-    from flaubert_np.distributed import EmbeddingFunction
+    from flaubert_np.embedding_function import EmbeddingFunction
     from flaubert_np.stream import encode_file
 
     fn = EmbeddingFunction(
@@ -271,22 +367,17 @@ def _encode_file(args: argparse.Namespace) -> None:
             overwrite=args.overwrite, progress=args.progress is not False,
         )
     except KeyboardInterrupt:
-        import os
-
         if not os.path.isdir(f"{args.output}.partial"):
             raise
         raise KeyboardInterrupt(f"(the work done is kept in {args.output}.partial: run the same "
                                 "command again to resume)") from None
-    if summary.blank:
-        lines = ", ".join(map(str, summary.blank_lines)) + (", ..." if summary.blank > 10 else "")
-        sys.stderr.write(f"{PROG}: note: {summary.blank} blank text(s) embedded in place "
-                         f"(line {lines}); --on-blank skip or error to change that\n")
+    _notes(summary.blank, summary.blank_lines, [])
 
 
 def cmd_similarity(args: argparse.Namespace) -> None:
     if len(args.texts) < 2:
-        raise CliError("similarity needs at least two texts")
-    embeddings = _encode_texts(args, list(args.texts))
+        raise UsageError("similarity needs at least two texts")
+    embeddings = _encode_texts(args, _read_texts(args))
     from flaubert_np.similarity import cos_sim
 
     scores = cos_sim(embeddings, embeddings)
@@ -305,8 +396,8 @@ def cmd_similarity(args: argparse.Namespace) -> None:
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
-    if args.columns < 1:
-        raise CliError(f"--columns must be at least 1, got {args.columns}")
+    if args.output != "-" and not args.overwrite and os.path.exists(args.output):
+        raise CliError(f"{args.output} exists; pass --overwrite to replace it")
     encoder = _load(args)
     from flaubert_np.svg import attention_grid_svg, attention_svg, token_labels
 
@@ -319,7 +410,7 @@ def cmd_attention(args: argparse.Namespace) -> None:
     )
     n_layers = len(output.attentions)
     if not -n_layers <= args.layer < n_layers:
-        raise CliError(f"--layer {args.layer} out of range: the model has {n_layers} layers")
+        raise UsageError(f"--layer {args.layer} out of range: the model has {n_layers} layers")
     layer = args.layer % n_layers
     weights = output.attentions[layer][0]  # [heads, seq, seq]
     ids = features["input_ids"][0].tolist()
@@ -329,25 +420,22 @@ def cmd_attention(args: argparse.Namespace) -> None:
         svg = attention_grid_svg(labels, weights, title=title, columns=args.columns)
     else:
         if not 0 <= args.head < len(weights):
-            raise CliError(f"--head {args.head} out of range: layers have {len(weights)} heads")
+            raise UsageError(f"--head {args.head} out of range: layers have {len(weights)} heads")
         title = f"{args.model}: layer {layer}, head {args.head}"
         svg = attention_svg(labels, weights[args.head], title=title)
     if args.output == "-":
         sys.stdout.write(svg)
         return
-    try:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(svg)
-    except OSError as e:
-        raise CliError(f"cannot write '{args.output}': {e.strerror}") from None
+    from flaubert_np.atomic import atomic_write
+
+    _write(args.output, lambda: atomic_write(Path(args.output), svg.encode("utf-8"),
+                                             args.overwrite))  # fmt: skip
     print(f"wrote {args.output}: {title}, {len(labels)} tokens", file=sys.stderr)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    import os
-
-    if args.output != "-" and os.path.exists(args.output) and not args.overwrite:
-        raise CliError(f"'{args.output}' exists; --overwrite to replace it")
+    if args.output != "-" and not args.overwrite and os.path.exists(args.output):
+        raise CliError(f"{args.output} exists; pass --overwrite to replace it")
     encoder = _load(args)
     from flaubert_np.explain import render_html
 
@@ -355,30 +443,25 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.output == "-":
         sys.stdout.write(page)
         return
-    try:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(page)
-    except OSError as e:
-        raise CliError(f"cannot write '{args.output}': {e.strerror}") from None
-    print(f"wrote {args.output} ({len(page.encode()) / 1e6:.2f} MB)", file=sys.stderr)
+    from flaubert_np.atomic import atomic_write
+
+    data = page.encode("utf-8")
+    _write(args.output, lambda: atomic_write(Path(args.output), data, args.overwrite))
+    print(f"wrote {args.output} ({len(data) / 1e6:.2f} MB)", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.offline:
-        import os
-
         os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported
     command = {"encode": cmd_encode, "similarity": cmd_similarity, "attention": cmd_attention,
                "explain": cmd_explain}[args.command]  # fmt: skip
     try:
         command(args)
     except CliError as e:
-        return _fail(str(e))
+        return _fail(str(e), e.code)
     except BrokenPipeError:  # e.g. `flaubert-np encode ... | head`: the reader left, stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (OSError, ValueError) as e:  # what the package raises, with a message naming the cause

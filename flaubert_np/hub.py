@@ -18,8 +18,9 @@ module that holds weights, `model.safetensors` (or its shards) and only when the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from flaubert_np.modules import read_modules
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -126,19 +127,11 @@ def _download(
 
 def weights_folders(model_dir: Path) -> list[str]:
     """Folder prefixes ("" for the root, "2_Dense/", ...) of the modules that hold weights."""
-    modules_file = model_dir / "modules.json"
-    if not modules_file.is_file():  # a plain transformers model: weights at the root
-        return [""]
-    try:
-        modules = json.loads(modules_file.read_text(encoding="utf-8"))
-        folders = [
-            m.get("path", "").strip("/")
-            for m in modules
-            if str(m.get("type", "")).rsplit(".", 1)[-1] in _WEIGHTED_MODULES
-        ]
-    except (ValueError, AttributeError, TypeError) as e:
-        raise ValueError(f"{modules_file}: not a valid modules.json ({e})") from e
-    return [f"{folder}/" if folder else "" for folder in folders]
+    return [
+        f"{folder}/" if folder else ""
+        for kind, folder in read_modules(model_dir)
+        if kind in _WEIGHTED_MODULES
+    ]
 
 
 def _has_any(folder: Path, patterns: list[str]) -> bool:

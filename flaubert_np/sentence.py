@@ -12,33 +12,40 @@ Transformer`, pooling booleans, `max_seq_length` in `sentence_bert_config.json`,
 `0_Transformer/`) and 5.x-6.x (`sentence_transformers.base.modules.transformer.Transformer`,
 `"pooling_mode": "mean"`, max length in `tokenizer_config.json`). A repo without `modules.json` is
 read as a plain transformers FlauBERT model followed by mean pooling, as sentence-transformers does.
+The modules after the encoder live beside this file, as in sentence-transformers: modules.py
+(reading modules.json), pooling.py, dense.py and normalize.py.
 
 `encode` mirrors `SentenceTransformer.encode`: sentences sorted by decreasing length (`-len(text)`)
 into batches, stripped (and lower-cased when `do_lower_case`), tokenized with padding and
 truncation="longest_first" at `max_seq_length`, and returned in input order. One difference, for
 speed only: consecutive batches of short sentences share a forward pass (TOKENS_PER_PASS).
 
-`token_type_ids` (see the README): transformers 4.x's FlaubertTokenizer returns all-zero
-token_type_ids, sentence-transformers passes them on, and FlaubertModel adds the embedding of
-token id 0 at every position; transformers 5 returns none. "auto" reproduces the version the model
-was saved with, so a model keeps the numbers it was trained and scored with.
+`token_type_ids`: "auto" reproduces the transformers version the model was saved with (4.x: all
+zeros reach the model; 5: none), see modules.py.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flaubert_np import hub
+from flaubert_np.dense import Dense
 from flaubert_np.model import FlaubertModel
-from flaubert_np.pooling import PoolingConfig, normalize, pool
+from flaubert_np.modules import (
+    TOKEN_TYPE_IDS_SETTINGS,
+    _read_json,
+    module_dir,
+    read_modules,
+    resolve_token_type_ids,
+    saved_with_transformers,
+)
+from flaubert_np.normalize import Normalize
+from flaubert_np.pooling import PoolingConfig, pool
+from flaubert_np.progress import Progress
 from flaubert_np.tokenizer import FlaubertTokenizer
 
 # Config files older sentence-transformers Transformer modules used besides the current name.
@@ -55,204 +62,6 @@ SBERT_CONFIG_NAMES = (
 # 2 cores: 1,250 tokens/s in passes of one 32-sentence batch of STS sentences (~400 tokens),
 # 1,490 in passes of ~2,000 tokens; beyond, no further gain.
 TOKENS_PER_PASS = 2048
-SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
-TOKEN_TYPE_IDS_SETTINGS = ("auto", "zeros", "none", True, False, None)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-
-
-def _module_kind(type_name: str) -> str:
-    """'sentence_transformers.models.Pooling' (2.x-4.x) or '...modules.pooling.Pooling' (5+)."""
-    kind = type_name.rsplit(".", 1)[-1]
-    if not type_name.startswith("sentence_transformers.") or kind not in SUPPORTED_MODULES:
-        raise ValueError(
-            f"modules.json: module type '{type_name}' is not supported "
-            f"(flaubert-np runs {', '.join(SUPPORTED_MODULES)})"
-        )
-    return kind
-
-
-def _module_path(entry: dict) -> str:
-    """A module's folder, relative to the model directory (and never outside it)."""
-    path = str(entry.get("path", ""))
-    if Path(path).is_absolute() or ".." in Path(path).parts:
-        raise ValueError(f"modules.json: module path '{path}' leaves the model directory")
-    return path
-
-
-def read_modules(model_dir: Path) -> list[tuple[str, str | None]]:
-    """A model's pipeline, from its modules.json: (kind, folder) pairs, checked to be Transformer,
-    Pooling, then Dense/Normalize. Without modules.json, a plain transformers model, to which
-    sentence-transformers adds mean pooling (folder None: its defaults)."""
-    modules_file = model_dir / "modules.json"
-    if not modules_file.is_file():
-        return [("Transformer", ""), ("Pooling", None)]
-    entries = _read_json(modules_file)
-    if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
-        raise ValueError(f"{modules_file}: expected a list of modules")
-    modules = [(_module_kind(str(m.get("type"))), _module_path(m)) for m in entries]
-    kinds = [kind for kind, _ in modules]
-    if kinds[:2] != ["Transformer", "Pooling"] or {"Transformer", "Pooling"} & set(kinds[2:]):
-        raise ValueError(
-            f"{modules_file}: expected Transformer, Pooling, then Dense/Normalize modules; "
-            f"got {', '.join(kinds) or 'none'}"
-        )
-    return modules
-
-
-def transformer_dir(model_dir: Path) -> Path:
-    """The folder of a model's FlauBERT encoder: the root, or its Transformer module's folder
-    (the 2021 layout keeps it in `0_Transformer/`)."""
-    return model_dir / read_modules(model_dir)[0][1]
-
-
-# ---------------------------------------------------------------------------------------------
-# token_type_ids: which transformers generation to reproduce
-
-
-def _major_version(version: Any, source: Path) -> int:
-    match = re.match(r"\s*(\d+)\.", str(version))
-    if not match:
-        raise ValueError(f"{source}: cannot read the transformers version {version!r}")
-    return int(match.group(1))
-
-
-def saved_with_transformers(model_dir: Path, transformer_dir: Path) -> tuple[str, Path] | None:
-    """The transformers version a model was saved with, and the file that says so."""
-    st_config = model_dir / "config_sentence_transformers.json"
-    if st_config.is_file():
-        version = (_read_json(st_config).get("__version__") or {}).get("transformers")
-        if version:
-            return str(version), st_config
-    hf_config = transformer_dir / "config.json"
-    if hf_config.is_file():
-        version = _read_json(hf_config).get("transformers_version")
-        if version:
-            return str(version), hf_config
-    return None
-
-
-def resolve_token_type_ids(setting: str | bool | None, saved_with: tuple[str, Path] | None) -> str:
-    """'zeros' (transformers 4.x: all-zero token_type_ids reach the model) or 'none' (5.x)."""
-    if setting is True or setting == "zeros":
-        return "zeros"
-    if setting is False or setting is None or setting == "none":
-        return "none"
-    if setting != "auto":
-        raise ValueError(
-            f"token_type_ids must be 'auto', 'zeros' (or True) or 'none' (or False/None), "
-            f"got {setting!r}"
-        )
-    if saved_with is None:  # every transformers release that predates the version field is 4.x-
-        return "zeros"
-    version, source = saved_with
-    return "zeros" if _major_version(version, source) < 5 else "none"
-
-
-# ---------------------------------------------------------------------------------------------
-# Dense and Normalize: the small modules after pooling
-
-_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "Tanh": np.tanh,
-    "Identity": lambda x: x,
-}
-
-
-@dataclass
-class Dense:
-    """sentence-transformers' Dense: activation(x @ weight.T + bias) (+ x, with use_residual)."""
-
-    weight: np.ndarray  # [out, in]
-    bias: np.ndarray | None  # [out]
-    activation: str  # a key of _ACTIVATIONS
-    residual: np.ndarray | None = None  # [out, in], when use_residual and in != out
-    use_residual: bool = False
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        # [batch, in] -> [batch, out]
-        out = x @ self.weight.T
-        if self.bias is not None:
-            out = out + self.bias
-        out = _ACTIVATIONS[self.activation](out)
-        if self.use_residual:
-            out = out + (x if self.residual is None else x @ self.residual.T)
-        return out.astype(np.float32, copy=False)
-
-    @classmethod
-    def from_dir(cls, folder: Path) -> Dense:
-        config_file = folder / "config.json"
-        config = _read_json(config_file)
-        activation = str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))
-        name = activation.rsplit(".", 1)[-1]
-        if not activation.startswith("torch.") or name not in _ACTIVATIONS:
-            raise ValueError(
-                f"{config_file}: Dense activation '{activation}' is not supported "
-                f"(flaubert-np runs {', '.join(_ACTIVATIONS)})"
-            )
-        for key in ("module_input_name", "module_output_name"):
-            if config.get(key, "sentence_embedding") not in (None, "sentence_embedding"):
-                raise ValueError(f"{config_file}: Dense {key} {config[key]!r} is not supported")
-        n_in, n_out = int(config["in_features"]), int(config["out_features"])
-        has_bias, use_residual = bool(config.get("bias", True)), bool(config.get("use_residual"))
-        tensors = _load_module_weights(folder)
-        expected = {"linear.weight": (n_out, n_in)}
-        if has_bias:
-            expected["linear.bias"] = (n_out,)
-        if use_residual and n_in != n_out:
-            expected["residual.weight"] = (n_out, n_in)
-        for key, shape in expected.items():
-            if key not in tensors:
-                raise ValueError(f"{folder}: Dense weights have no tensor '{key}'")
-            if tensors[key].shape != shape:
-                raise ValueError(
-                    f"{folder}: Dense tensor '{key}' has shape {tensors[key].shape}, "
-                    f"expected {shape} from {config_file.name}"
-                )
-        return cls(
-            weight=tensors["linear.weight"],
-            bias=tensors.get("linear.bias") if has_bias else None,
-            activation=name,
-            residual=tensors.get("residual.weight") if use_residual else None,
-            use_residual=use_residual,
-        )
-
-    @property
-    def out_features(self) -> int:
-        return self.weight.shape[0]
-
-
-def _load_module_weights(folder: Path) -> dict[str, np.ndarray]:
-    """A small module's tensors, from model.safetensors or (without torch) pytorch_model.bin."""
-    if (folder / "model.safetensors").is_file():
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        try:
-            tensors = load_file(folder / "model.safetensors")
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"{folder / 'model.safetensors'}: cannot read weights ({e})") from e
-    elif (folder / "pytorch_model.bin").is_file():
-        from flaubert_np.torch_bin import load_torch_bin
-
-        tensors = load_torch_bin(folder / "pytorch_model.bin")
-    else:
-        raise FileNotFoundError(f"{folder}: no model.safetensors or pytorch_model.bin")
-    return {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    # [batch, dim] -> [batch, dim]
-    return normalize(x).astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# The encoder
 
 
 class SentenceEncoder:
@@ -313,11 +122,11 @@ class SentenceEncoder:
     @classmethod
     def _from_dir(cls, model_dir: Path, token_type_ids: str | bool | None) -> SentenceEncoder:
         modules = read_modules(model_dir)
-        encoder_dir = model_dir / modules[0][1]
+        encoder_dir = module_dir(model_dir, modules[0][1])
         model = FlaubertModel.from_pretrained(encoder_dir)
         tokenizer = FlaubertTokenizer.from_pretrained(encoder_dir)
         sbert_files = [encoder_dir / n for n in SBERT_CONFIG_NAMES]
-        sbert = next((_read_json(f) for f in sbert_files if f.is_file()), {})
+        sbert: dict[str, Any] = next((_read_json(f) for f in sbert_files if f.is_file()), {})
         max_seq_length = _max_seq_length(sbert, tokenizer, model)
 
         pooling_path = modules[1][1]
@@ -327,7 +136,7 @@ class SentenceEncoder:
             pooling = PoolingConfig.from_file(model_dir / pooling_path / "config.json")
         if pooling.embedding_dimension != model.config.emb_dim:
             raise ValueError(
-                f"{model_dir / pooling_path}: pooling embedding_dimension "
+                f"{module_dir(model_dir, pooling_path)}: pooling embedding_dimension "
                 f"{pooling.embedding_dimension} != the model's emb_dim {model.config.emb_dim}"
             )
 
@@ -335,12 +144,13 @@ class SentenceEncoder:
         dim = pooling.output_dimension
         for kind, path in modules[2:]:
             if kind == "Normalize":
-                heads.append(_normalize)
+                heads.append(Normalize())
                 continue
-            dense = Dense.from_dir(model_dir / path)
+            folder = module_dir(model_dir, path)
+            dense = Dense.from_dir(folder)
             if dense.weight.shape[1] != dim:
                 raise ValueError(
-                    f"{model_dir / path}: Dense in_features {dense.weight.shape[1]} != the "
+                    f"{folder}: Dense in_features {dense.weight.shape[1]} != the "
                     f"{dim}-d embeddings it receives"
                 )
             heads.append(dense)
@@ -420,7 +230,7 @@ class SentenceEncoder:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         single = isinstance(sentences, str)
-        texts = [sentences] if single else list(sentences)
+        texts: list[str] = [sentences] if isinstance(sentences, str) else list(sentences)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"sentences[{i}] is {type(text).__name__}, not str: {text!r}")
@@ -431,28 +241,25 @@ class SentenceEncoder:
         # longest first, as sentence-transformers (np.argsort's default kind, for the same ties)
         order = np.argsort([-len(text) for text in texts])
         results: list[np.ndarray] = []
-        progress = _Progress(len(texts)) if show_progress_bar else None
         batches = (self.tokenize([texts[i] for i in order[start : start + batch_size]])
                    for start in range(0, len(texts), batch_size))  # fmt: skip
-        for features in _passes(batches, TOKENS_PER_PASS, self.tokenizer.pad_token_id):
-            token_embeddings = self._token_embeddings(features)
-            mask = features["attention_mask"]
-            if output_value == "token_embeddings":
-                results.extend(_trim(token_embeddings, mask))
-            else:
-                if prompt_length and not self.pooling.include_prompt:
-                    mask = mask.copy()
-                    mask[:, :prompt_length] = 0
-                embeddings = pool(token_embeddings, mask, self.pooling.pooling_modes)
-                for head in self.heads:
-                    embeddings = head(embeddings)
-                if normalize_embeddings:
-                    embeddings = _normalize(embeddings)
-                results.extend(embeddings.astype(np.float32, copy=False))
-            if progress:
-                progress.update(len(results))
-        if progress:
-            progress.close()
+        with Progress(len(texts), "Encoding", " texts", enabled=bool(show_progress_bar)) as bar:
+            for features in _passes(batches, TOKENS_PER_PASS, self.tokenizer.pad_token_id):
+                token_embeddings = self._token_embeddings(features)
+                mask = features["attention_mask"]
+                if output_value == "token_embeddings":
+                    results.extend(_trim(token_embeddings, mask))
+                else:
+                    if prompt_length and not self.pooling.include_prompt:
+                        mask = mask.copy()
+                        mask[:, :prompt_length] = 0
+                    embeddings = pool(token_embeddings, mask, self.pooling.pooling_modes)
+                    for head in self.heads:
+                        embeddings = head(embeddings)
+                    if normalize_embeddings:
+                        embeddings = Normalize()(embeddings)
+                    results.extend(embeddings.astype(np.float32, copy=False))
+                bar.update_to(len(results))
 
         results = [results[i] for i in np.argsort(order)]
         if single:
@@ -554,21 +361,3 @@ def _trim(token_embeddings: np.ndarray, attention_mask: np.ndarray) -> list[np.n
     last = np.where(real.any(axis=1), seq - 1 - np.argmax(real[:, ::-1], axis=1), 0)
     return [emb[: n + 1] for emb, n in zip(token_embeddings, last, strict=True)]
 
-
-class _Progress:
-    """A plain-text progress bar on stderr: `Encoding [#####.....] 500/1000`."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int):
-        self.total = total
-
-    def update(self, done: int) -> None:
-        filled = self.WIDTH * done // max(self.total, 1)
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        sys.stderr.write(f"\rEncoding [{bar}] {done}/{self.total}")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()

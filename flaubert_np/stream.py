@@ -11,12 +11,12 @@ recorded in the checkpoint. A run writing `out.npy` keeps its state in a work di
         chunk-000000.npy        [rows, dim] float32 of the first chunk
         chunk-000000.json       its rows, ids and skipped lines
 
-Every file is written to a temporary name, fsynced and renamed, so a kill at any instant leaves the
-last checkpoint valid. Re-running the same command checks the manifest, seeks to the recorded byte
-offset and goes on; the chunks are then concatenated (chunk by chunk, bounded memory) into a
-temporary file renamed to `out.npy`, and the work dir is deleted. The result is byte-identical to
-an uninterrupted run because chunk boundaries are fixed input lines and batches are made inside a
-chunk only.
+Every file is written atomically (flaubert_np/atomic.py), so a kill at any instant leaves the last
+checkpoint valid. Re-running the same command checks the manifest, says where it resumes, seeks to
+the recorded byte offset and goes on; the chunks are then concatenated (chunk by chunk, bounded
+memory) into a temporary file renamed to `out.npy`, and the work dir is deleted. The result is
+byte-identical to an uninterrupted run because chunk boundaries are fixed input lines and batches
+are made inside a chunk only.
 
 Outputs (which files exist depends on the options, never on the data):
     out.npy             [rows, dim] float32
@@ -35,11 +35,11 @@ Two kinds of problem lines, each with its rule:
 reasons. "skip" leaves the line out, lists it in out.skipped.jsonl, and writes out.ids.jsonl so
 that every row still names its input line. Nothing is ever dropped without a record.
 
-Workers (workers > 1): spawned processes, each loading the model (safetensors weights are
-memory-mapped, so the page cache holds the file once for all of them), with OPENBLAS_NUM_THREADS,
-OMP_NUM_THREADS and MKL_NUM_THREADS = max(1, cores // workers) in their environment before they
-import NumPy. Each holds one chunk at a time; results are written in input order, so the file is
-the one a single process writes. A worker that dies stops the run (resumable) instead of hanging.
+Workers (workers > 1, flaubert_np/workers.py): spawned processes, each holding one chunk at a time;
+results are written in input order, so the file is the one a single process writes. A worker that
+dies stops the run (resumable) instead of hanging.
+
+Progress (flaubert_np/progress.py): a tqdm bar on a terminal, a plain line every 10 s in a log.
 
 The final .npy is written with ordinary writes, one chunk after the other, not through a writable
 memmap: mapped pages count in the RSS and would grow with the output, and a full disk under a
@@ -49,14 +49,13 @@ mapping is a SIGBUS rather than an OSError. Read it back with np.load(path, mmap
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
-import signal
 import sys
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -65,7 +64,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from flaubert_np.distributed import EmbeddingFunction
+from flaubert_np.atomic import atomic_write
+from flaubert_np.embedding_function import EmbeddingFunction
+from flaubert_np.progress import Progress
+from flaubert_np.workers import embed_in_order
 
 ON_INVALID = ("error", "skip")
 ON_BLANK = ("keep", "skip", "error")
@@ -207,16 +209,63 @@ class Rules:
         return "skip" in (self.on_invalid, self.on_blank)
 
 
-def find_errors(path: Path, spec: InputSpec, rules: Rules) -> tuple[int, list[tuple[int, str]]]:
-    """(number of lines whose rule is "error", the first few as (line, reason))."""
-    count, listed = 0, []
-    for number, raw, _ in iter_lines(path):
+def find_errors(lines: Iterable[tuple[int, bytes]], spec: InputSpec,
+                rules: Rules) -> tuple[int, list[tuple[int, str, str]]]:
+    """(number of lines whose rule is "error", the first few as (line, kind, reason))."""
+    count = 0
+    listed: list[tuple[int, str, str]] = []
+    for number, raw in lines:
         _, _, kind, reason = classify(raw, spec)
         if kind is not None and rules[kind] == "error":
             count += 1
             if len(listed) < _MAX_LISTED:
-                listed.append((number, reason))
+                listed.append((number, kind, reason))
     return count, listed
+
+
+def check_lines(lines: Iterable[tuple[int, bytes]], spec: InputSpec, rules: Rules,
+                source: object) -> None:
+    """Raise StreamError naming the lines whose rule is "error", if any, and the flags to change."""
+    count, listed = find_errors(lines, spec, rules)
+    if not count:
+        return
+    where = "; ".join(f"line {n}: {reason}" for n, _, reason in listed)
+    more = f"; and {count - len(listed)} more" if count > len(listed) else ""
+    kinds = {kind for _, kind, _ in listed}
+    flags = [flag for kind, flag in (("invalid", "--on-invalid skip"),
+                                     ("blank", "--on-blank keep or skip")) if kind in kinds]
+    raise StreamError(f"{source}: {count} invalid or blank line(s), nothing embedded: {where}"
+                      f"{more}. Fix them, or choose another rule ({', '.join(flags)})")
+
+
+def add_line(chunk: Chunk, number: int, raw: bytes, spec: InputSpec, rules: Rules,
+             write_ids: bool, source: object) -> None:
+    """Add one input line to `chunk` as its rule says: a text (and its id), or a skipped line."""
+    text, ident, kind, reason = classify(raw, spec)
+    rule = "keep" if kind is None else rules[kind]
+    if rule == "error":  # the input changed since it was checked
+        raise StreamError(f"{source}:{number}: {reason}")
+    if rule == "skip":
+        chunk.skipped.append((number, reason))
+    else:
+        chunk.texts.append(text)
+        if write_ids:
+            chunk.ids.append(number if ident is None else ident)
+        if kind == "blank":
+            chunk.blank.append(number)
+
+
+def read_all(data: bytes, spec: InputSpec, rules: Rules, source: object) -> Chunk:
+    """Input read whole (stdin, or a file embedded in memory): every line in one Chunk, by the
+    rules encode_file follows."""
+    lines = list(enumerate(io.BytesIO(data), start=1))  # lines end at b"\n", as in a file
+    if "error" in (rules.on_invalid, rules.on_blank):
+        check_lines(lines, spec, rules, source)
+    chunk = Chunk(0, len(lines), len(data), [], [], [], [])
+    for number, raw in lines:
+        add_line(chunk, number, raw, spec, rules, spec.id_field is not None or rules.skips,
+                 source)
+    return chunk
 
 
 def iter_chunks(path: Path, spec: InputSpec, rules: Rules, chunk_lines: int, start: Checkpoint,
@@ -225,18 +274,7 @@ def iter_chunks(path: Path, spec: InputSpec, rules: Rules, chunk_lines: int, sta
     # Chunk i holds lines i * chunk_lines + 1 ... (i + 1) * chunk_lines, whenever it is read.
     chunk = Chunk(start.chunks, start.lines, start.offset, [], [], [], [])
     for number, raw, offset in iter_lines(path, start.offset, start.lines + 1):
-        text, ident, kind, reason = classify(raw, spec)
-        rule = "keep" if kind is None else rules[kind]
-        if rule == "error":  # the input changed since it was checked
-            raise StreamError(f"{path}:{number}: {reason}")
-        if rule == "skip":
-            chunk.skipped.append((number, reason))
-        else:
-            chunk.texts.append(text)
-            if write_ids:
-                chunk.ids.append(number if ident is None else ident)
-            if kind == "blank":
-                chunk.blank.append(number)
+        add_line(chunk, number, raw, spec, rules, write_ids, path)
         chunk.end_line, chunk.end_offset = number, offset
         if number % chunk_lines == 0:
             yield chunk
@@ -287,6 +325,28 @@ def output_paths(output: Path) -> dict[str, Path]:
     }
 
 
+def existing_outputs(output: Path) -> list[Path]:
+    """The files a run writing `output` may write that exist already."""
+    paths = output_paths(output)
+    return [paths[key] for key in ("embeddings", "ids", "skipped") if paths[key].exists()]
+
+
+def save_all(chunk: Chunk, embeddings: np.ndarray, output: Path, rules: Rules, write_ids: bool,
+             overwrite: bool) -> list[Path]:
+    """The files of input held in memory (stdin), as encode_file writes them for a file."""
+    paths = output_paths(output)
+    atomic_write(output, lambda f: np.save(f, embeddings), overwrite)
+    written = [output]
+    if write_ids:
+        atomic_write(paths["ids"], b"".join(map(_json_bytes, chunk.ids)), overwrite)
+        written.append(paths["ids"])
+    if rules.skips:
+        atomic_write(paths["skipped"], b"".join(_json_bytes({"line": n, "reason": r})
+                                                for n, r in chunk.skipped), overwrite)
+        written.append(paths["skipped"])
+    return written
+
+
 def encode_file(
     input_path: str | Path,
     output_path: str | Path,
@@ -304,7 +364,8 @@ def encode_file(
     """Embed every text of a file (one per line, or JSON lines with `field`) into a .npy file.
 
     Running it again after an interruption continues from the last checkpoint and produces the
-    same files as an uninterrupted run. `overwrite` discards any checkpoint and existing outputs.
+    same files as an uninterrupted run. `overwrite` replaces existing outputs and discards the
+    checkpoint of a run with other inputs or options (the same command's is resumed).
     """
     started = time.monotonic()
     path = Path(input_path)
@@ -317,49 +378,56 @@ def encode_file(
                                  ("on_blank", on_blank, ON_BLANK)):
         if value not in allowed:
             raise StreamError(f"{name} must be one of {allowed}, got {value!r}")
-    for name, value in (("chunk_lines", chunk_lines), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise StreamError(f"{name} must be an integer >= 1, got {value!r}")
+    for name, count in (("chunk_lines", chunk_lines), ("workers", workers)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise StreamError(f"{name} must be an integer >= 1, got {count!r}")
     out = Path(output_path)
     if not out.parent.is_dir():
         raise StreamError(f"{out.parent}: no such directory for the output")
     paths = output_paths(out)
     write_ids = spec.id_field is not None or rules.skips
+    fingerprint = input_fingerprint(path)
     manifest = {
         "state_version": STATE_VERSION,
-        "input": input_fingerprint(path),
+        "input": fingerprint,
         "model": model_fingerprint(fn),
         "options": {**asdict(spec), **asdict(rules), "chunk_lines": chunk_lines},
     }
 
     work = paths["work"]
     shutil.rmtree(paths["trash"], ignore_errors=True)
-    if overwrite:
-        shutil.rmtree(work, ignore_errors=True)
+    if overwrite:  # the work of this same command is resumed; any other is discarded
+        try:
+            _resume(work, manifest)
+        except (ValueError, OSError):
+            shutil.rmtree(work, ignore_errors=True)
     if not (work / "manifest.json").exists():  # a fresh start: check before creating anything
-        existing = [p for k, p in paths.items() if k not in ("work", "trash") and p.exists()]
-        if existing and not overwrite:
+        if not overwrite and (existing := existing_outputs(out)):
             raise StreamError(f"{existing[0]} exists; pass --overwrite to replace it")
         if "error" in (on_invalid, on_blank):
-            _check_all_lines(path, spec, rules)
+            check_lines(((n, raw) for n, raw, _ in iter_lines(path)), spec, rules, path)
     with _locked(work):
         start = _resume(work, manifest)
         if start is None:
-            _atomic_write(work / "manifest.json", _json_bytes(manifest))
-            _fsync_dir(work)
+            atomic_write(work / "manifest.json", _json_bytes(manifest))
             start = Checkpoint()
-        bar = Progress(manifest["input"]["size"], start, enabled=progress)
+        if start.chunks:
+            share = start.offset / fingerprint["size"] if fingerprint["size"] else 1.0
+            sys.stderr.write(
+                f"resuming at row {start.rows + 1:,} of {out.name} (input line "
+                f"{start.lines + 1:,} of {path.name}, {share:.0%} done before)\n")
         done = start
-        chunks = iter_chunks(path, spec, rules, chunk_lines, start, write_ids)
-        for chunk, embeddings in _embed_chunks(chunks, fn, workers):
-            _save_chunk(work, chunk, embeddings, write_ids)
-            done = Checkpoint(chunk.index + 1, done.rows + len(chunk.texts), chunk.end_line,
-                              chunk.end_offset, done.skipped + len(chunk.skipped),
-                              done.blank + len(chunk.blank))
-            _atomic_write(work / "checkpoint.json", _json_bytes(asdict(done)))
-            _fsync_dir(work)
-            bar.update(done)
-        bar.close(done)
+        with Progress(fingerprint["size"], "Encoding", "B", initial=start.offset, unit_scale=True,
+                      enabled=progress) as bar:
+            chunks = iter_chunks(path, spec, rules, chunk_lines, start, write_ids)
+            jobs = ((chunk, chunk.texts) for chunk in chunks)
+            for chunk, embeddings in embed_in_order(jobs, fn, workers):
+                _save_chunk(work, chunk, embeddings, write_ids)
+                done = Checkpoint(chunk.index + 1, done.rows + len(chunk.texts), chunk.end_line,
+                                  chunk.end_offset, done.skipped + len(chunk.skipped),
+                                  done.blank + len(chunk.blank))
+                atomic_write(work / "checkpoint.json", _json_bytes(asdict(done)))
+                show(bar, done, start)
         if done.rows == 0:
             shutil.rmtree(work)
             raise StreamError(f"{path}: no text to embed ({done.skipped} lines skipped)")
@@ -370,14 +438,11 @@ def encode_file(
                    time.monotonic() - started, written)
 
 
-def _check_all_lines(path: Path, spec: InputSpec, rules: Rules) -> None:
-    count, listed = find_errors(path, spec, rules)
-    if count:
-        where = "; ".join(f"line {n}: {reason}" for n, reason in listed)
-        more = f"; and {count - len(listed)} more" if count > len(listed) else ""
-        raise StreamError(f"{path}: {count} invalid or blank line(s), nothing embedded: {where}"
-                          f"{more}. Fix them, or choose another rule (--on-invalid skip, "
-                          "--on-blank keep or skip)")
+def show(bar: Progress, done: Checkpoint, start: Checkpoint) -> None:
+    """The bar at `done`: input bytes read, then rows, rows/s since `start`, skipped and blank."""
+    rate = (done.rows - start.rows) / max(bar.elapsed(), 1e-9)
+    bar.update_to(done.offset, f"{done.rows:,} rows, {rate:,.1f} rows/s, "
+                               f"{done.skipped:,} skipped, {done.blank:,} blank")
 
 
 def _resume(work: Path, manifest: dict) -> Checkpoint | None:
@@ -414,132 +479,17 @@ def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
     return found[:3]
 
 
-def _embed_chunks(chunks: Iterator[Chunk], fn: EmbeddingFunction,
-                  workers: int) -> Iterator[tuple[Chunk, np.ndarray]]:
-    """(chunk, [rows, dim] float32) in input order, in this process or in `workers` processes."""
-    if workers == 1:
-        for chunk in chunks:
-            yield chunk, _embed(fn, chunk.texts)
-        return
-    import multiprocessing
-    from multiprocessing.connection import wait
-
-    # spawn: fresh interpreters, which read the BLAS thread variables when they import NumPy.
-    context = multiprocessing.get_context("spawn")
-    links, processes = [], []
-    with _blas_threads(max(1, _cores() // workers)):
-        for _ in range(workers):
-            link, child_link = context.Pipe()
-            process = context.Process(target=_worker, args=(fn, child_link), daemon=True)
-            process.start()
-            child_link.close()
-            links.append(link)
-            processes.append(process)
-    # Each worker holds at most one chunk, so at most `workers` chunks are in memory besides the
-    # one being read; results wait in `finished` until every earlier chunk has been handed out.
-    busy: dict[int, Chunk] = {}  # worker -> the chunk it embeds
-    finished: dict[int, tuple[Chunk, np.ndarray]] = {}  # chunk index -> result
-    order: deque[int] = deque()  # chunk indices in input order, not yet handed out
-
-    def collect() -> Iterator[tuple[Chunk, np.ndarray]]:
-        ready = wait([links[w] for w in busy] + [processes[w].sentinel for w in busy])
-        for w in list(busy):
-            if links[w] in ready or processes[w].sentinel in ready:
-                chunk = busy.pop(w)
-                finished[chunk.index] = (chunk, _receive(links[w], processes[w]))
-        while order and order[0] in finished:
-            yield finished.pop(order.popleft())
-
-    try:
-        for chunk in chunks:
-            while len(busy) == workers:
-                yield from collect()
-            w = next(w for w in range(workers) if w not in busy)
-            try:
-                links[w].send(chunk.texts)
-            except OSError:
-                _receive(links[w], processes[w])  # raises the worker's error or its death
-            busy[w] = chunk
-            order.append(chunk.index)
-        while busy:
-            yield from collect()
-    finally:
-        for link, process in zip(links, processes, strict=True):
-            link.close()
-            process.terminate()
-            process.join()
-
-
-def _worker(fn: EmbeddingFunction, link: Any) -> None:
-    """A worker process: embed each list of texts received, send back the array or the error."""
-    # Ctrl-C reaches the whole process group: the parent alone handles it and stops the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
-            texts = link.recv()
-        except EOFError:  # the parent is gone or done
-            return
-        try:
-            link.send(("ok", _embed(fn, texts)))
-        except Exception as e:  # reported to the parent, which stops the run
-            message = str(e) if isinstance(e, (OSError, ValueError)) else f"{type(e).__name__}: {e}"
-            link.send(("error", message))
-
-
-def _receive(link: Any, process: Any) -> np.ndarray:
-    """A worker's result; its error or its death (killed, out of memory) as a StreamError."""
-    try:
-        status, value = link.recv()
-    except (EOFError, OSError):
-        process.join(1)
-        raise StreamError(f"worker process {process.pid} died (exit code {process.exitcode}); "
-                          "run the same command again to resume") from None
-    if status == "error":
-        raise StreamError(f"worker process {process.pid}: {value}")
-    return value
-
-
-def _embed(fn: EmbeddingFunction, texts: list[str]) -> np.ndarray:
-    """[n] texts -> [n, dim] float32; no text -> [0, 0] (the size is learnt from other chunks)."""
-    if not texts:
-        return np.zeros((0, 0), dtype=np.float32)
-    return fn(texts)
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-@contextmanager
-def _blas_threads(n: int) -> Iterator[None]:
-    """Set the BLAS thread count inherited by processes started inside the block."""
-    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update({name: str(n) for name in names})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _save_chunk(work: Path, chunk: Chunk, embeddings: np.ndarray, write_ids: bool) -> None:
     if embeddings.shape[0] != len(chunk.texts):
         raise StreamError(f"the encoder returned {embeddings.shape[0]} rows for "
                           f"{len(chunk.texts)} sentences")
     name = f"chunk-{chunk.index:06d}"
-    _atomic_write(work / f"{name}.npy",
-                  lambda f: np.save(f, np.ascontiguousarray(embeddings, dtype="<f4")))
+    atomic_write(work / f"{name}.npy",
+                 lambda f: np.save(f, np.ascontiguousarray(embeddings, dtype="<f4")))
     meta = {"rows": len(chunk.texts), "skipped": chunk.skipped, "blank": chunk.blank}
     if write_ids:
         meta["ids"] = chunk.ids
-    _atomic_write(work / f"{name}.json", _json_bytes(meta))
-    _fsync_dir(work)
+    atomic_write(work / f"{name}.json", _json_bytes(meta))
 
 
 def _assemble(work: Path, done: Checkpoint, paths: dict[str, Path], write_ids: bool,
@@ -555,11 +505,11 @@ def _assemble(work: Path, done: Checkpoint, paths: dict[str, Path], write_ids: b
     dim = dims.pop()
     written = []
     if write_ids:
-        _atomic_write(paths["ids"], lambda f: f.writelines(
+        atomic_write(paths["ids"], lambda f: f.writelines(
             _json_bytes(i) for meta in _reread(work, names) for i in meta["ids"]))
         written.append(paths["ids"])
     if write_skipped:
-        _atomic_write(paths["skipped"], lambda f: f.writelines(
+        atomic_write(paths["skipped"], lambda f: f.writelines(
             _json_bytes({"line": n, "reason": r})
             for meta in _reread(work, names) for n, r in meta["skipped"]))
         written.append(paths["skipped"])
@@ -575,8 +525,7 @@ def _assemble(work: Path, done: Checkpoint, paths: dict[str, Path], write_ids: b
             if block.size:
                 f.write(block.data)
 
-    _atomic_write(paths["embeddings"], write_embeddings)
-    _fsync_dir(paths["embeddings"].parent)
+    atomic_write(paths["embeddings"], write_embeddings)
     blank = list(islice((n for meta in _reread(work, names) for n in meta["blank"]), _MAX_LISTED))
     return [paths["embeddings"], *written], dim, blank
 
@@ -588,30 +537,6 @@ def _reread(work: Path, names: list[str]) -> Iterator[dict]:
 
 def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _atomic_write(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
-    """Write to `path.tmp`, fsync, rename over `path`: readers see the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        if isinstance(data, bytes):
-            f.write(data)
-        else:
-            data(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the renames inside `directory` durable (POSIX; Windows has no directory fsync)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -627,45 +552,3 @@ def _locked(work: Path) -> Iterator[None]:
             except BlockingIOError:
                 raise StreamError(f"{work} is in use by another run") from None
         yield
-
-
-class Progress:
-    """One status line on stderr: rows, rows/s, share of the input read, ETA."""
-
-    def __init__(self, total_bytes: int, start: Checkpoint, enabled: bool,
-                 stream: IO[str] | None = None) -> None:
-        self.total, self.start, self.enabled = total_bytes, start, enabled
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.t0 = self.last = time.monotonic()
-        self.shown: Checkpoint | None = None
-
-    def update(self, done: Checkpoint, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self.last < (0.2 if self.tty else 10.0)):
-            return
-        if done == self.shown:
-            return
-        self.last, self.shown = now, done
-        elapsed = max(now - self.t0, 1e-9)
-        rate = (done.rows - self.start.rows) / elapsed
-        byte_rate = (done.offset - self.start.offset) / elapsed
-        share = done.offset / self.total if self.total else 1.0
-        eta = (self.total - done.offset) / byte_rate if byte_rate > 0 else float("nan")
-        line = (f"{done.rows:,} rows | {rate:,.1f} rows/s | {100 * share:5.1f}% | "
-                f"ETA {_clock(eta)} | {done.skipped:,} skipped | {done.blank:,} blank")
-        self.stream.write(f"\r{line}\x1b[K" if self.tty else f"{line}\n")
-        self.stream.flush()
-
-    def close(self, done: Checkpoint) -> None:
-        if self.tty or self.shown is not None:  # a short run stays quiet in a log
-            self.update(done, final=True)
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-
-
-def _clock(seconds: float) -> str:
-    if seconds != seconds:  # NaN: no rate yet
-        return "--:--:--"
-    s = round(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"

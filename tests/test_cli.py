@@ -125,7 +125,8 @@ def test_progress_bar_for_long_input(model):
     long = run("encode", "--model", path, stdin=stdin)
     assert long.returncode == 0, long.stderr
     assert len(long.stdout.splitlines()) == n
-    assert "Encoding [" in long.stderr and f"{n}/{n}" in long.stderr
+    assert "Encoding: 100%" in long.stderr and f"{n}/{n}" in long.stderr
+    assert "\r" not in long.stderr and long.stderr.endswith("\n")  # a pipe gets whole lines
     assert run("encode", "--model", path, "--no-progress", stdin=stdin).stderr == ""
     short = run("encode", "--model", path, *TEXTS)
     assert short.stderr == ""
@@ -237,20 +238,25 @@ def test_input_file_not_utf8(model, tmp_path):
     path, _ = model
     src = tmp_path / "latin1.txt"
     src.write_bytes("Un été très chaud.\n".encode("latin-1"))
-    assert_one_line_error(run("encode", "-m", path, "-i", src), "is not UTF-8 text")
+    assert_one_line_error(run("encode", "-m", path, "-i", src),
+                          f"{src}: 1 invalid or blank line(s), nothing embedded: "
+                          "line 1: not UTF-8 (byte 3)")  # fmt: skip
     stdin = subprocess.run([str(SCRIPT), "encode", "-m", str(path)], input=b"\xe9t\xe9\n",
                            capture_output=True)  # fmt: skip
     assert stdin.returncode == 1
-    assert stdin.stderr.decode().startswith("flaubert-np: error: input stdin is not UTF-8 text")
+    assert stdin.stderr.decode().startswith(
+        "flaubert-np: error: stdin: 1 invalid or blank line(s), nothing embedded: "
+        "line 1: not UTF-8 (byte 0)"
+    )
 
 
 @pytest.mark.parametrize(
     "args, fragment, code",
     [
-        (["encode", "a", "-i", "f.txt"], "not both", 1),
-        (["encode", "--format", "npy", "a"], "--format npy needs an output file", 1),
-        (["encode", "--batch-size", "0", "a"], "--batch-size must be at least 1", 1),
-        (["similarity", "only one"], "at least two texts", 1),
+        (["encode", "a", "-i", "f.txt"], "not both", 2),
+        (["encode", "--format", "npy", "a"], "--format npy needs an output file", 2),
+        (["encode", "--batch-size", "0", "a"], "argument --batch-size: must be at least 1", 2),
+        (["similarity", "only one"], "at least two texts", 2),
         (["encode", "--token-type-ids", "maybe", "a"], "invalid choice: 'maybe'", 2),
         (["encode", "--batch-size", "many", "a"], "invalid int value: 'many'", 2),
         (["translate", "a"], "invalid choice: 'translate'", 2),

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
 
-from flaubert_np import distributed
+from flaubert_np import embedding_function
 from flaubert_np.distributed import EmbeddingFunction, as_sentences, embed_bag, embed_dataframe
 from flaubert_np.sentence import SentenceEncoder
 
@@ -27,6 +27,14 @@ def model_dir(sentence_model):
 @pytest.fixture(scope="module")
 def sentences(stsb_sentences):
     return stsb_sentences[:120]
+
+
+def test_the_function_lives_without_dask():
+    """flaubert_np.embedding_function is its home (the CLI imports it without Dask); importing it
+    from flaubert_np.distributed still works and pickles under the home module's name."""
+    assert EmbeddingFunction is embedding_function.EmbeddingFunction
+    assert as_sentences is embedding_function.as_sentences
+    assert EmbeddingFunction.__module__ == "flaubert_np.embedding_function"
 
 
 def test_pickles_as_location_and_options(model_dir, sentences):
@@ -96,7 +104,7 @@ def test_local_cluster_matches_single_process(model_dir, sentences):
     ):
         got_bag = embed_bag(bag, fn).compute()
         got_df = embed_dataframe(ddf, "text", fn).compute()
-        loaded = client.run(lambda: (os.getpid(), len(distributed._ENCODERS)))
+        loaded = client.run(lambda: (os.getpid(), len(embedding_function._ENCODERS)))
     pids = {pid for pid, _ in loaded.values()}
     assert len(pids) == 2 and os.getpid() not in pids  # two real worker processes
     assert all(n == 1 for _, n in loaded.values())  # each loaded the model once, itself

@@ -24,7 +24,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from flaubert_np import sentence
-from flaubert_np.sentence import SentenceEncoder, resolve_token_type_ids
+from flaubert_np.modules import resolve_token_type_ids, transformer_dir
+from flaubert_np.sentence import SentenceEncoder
 from flaubert_np.tokenizer import FlaubertTokenizer
 
 GOLDENS = Path(__file__).parent / "goldens" / "sentence_tf4"
@@ -451,8 +452,8 @@ def test_2021_layout(golden, tmp_path, torch_single_thread):
     encoder = SentenceEncoder.from_pretrained(model_dir)
     assert encoder.token_type_ids == "zeros"
     assert encoder.saved_with[1].parent.name == "0_Transformer"
-    assert sentence.transformer_dir(model_dir) == model_dir / "0_Transformer"
-    assert sentence.transformer_dir(model_dir / "0_Transformer") == model_dir / "0_Transformer"
+    assert transformer_dir(model_dir) == model_dir / "0_Transformer"
+    assert transformer_dir(model_dir / "0_Transformer") == model_dir / "0_Transformer"
     assert max_diff(encoder.encode(sentences, batch_size=7), tf4) <= TOL
     tf5 = SentenceTransformer(str(model_dir), device="cpu").encode(sentences)
     none = SentenceEncoder.from_pretrained(model_dir, token_type_ids="none")

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from flaubert_np import stream
-from flaubert_np.distributed import EmbeddingFunction
-from flaubert_np.stream import Checkpoint, InputSpec, StreamError, encode_file
+from flaubert_np.embedding_function import EmbeddingFunction
+from flaubert_np.stream import InputSpec, StreamError, encode_file
+from flaubert_np.workers import WorkerError
 
 CHUNK = 64
 
@@ -188,6 +189,17 @@ def test_interrupt_then_resume_gives_the_same_file(tmp_path, corpus, fn, referen
     assert not work.exists()
 
 
+def test_the_same_command_with_overwrite_resumes_too(tmp_path, corpus, fn, reference):
+    """A command with --overwrite, run again after Ctrl-C, resumes its own work as any other."""
+    out = tmp_path / "emb.npy"
+    out.write_bytes(b"old")
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(corpus, out, Interrupting(**fn.options()), chunk_lines=CHUNK, overwrite=True)
+    summary = encode_file(corpus, out, fn, chunk_lines=CHUNK, overwrite=True)
+    assert summary.resumed_rows == 2 * CHUNK and out.read_bytes() == reference[0]
+
+
 def test_resume_refuses_other_options_or_input(tmp_path, corpus, fn):
     src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
     src.write_bytes(corpus.read_bytes())
@@ -272,7 +284,7 @@ def test_a_killed_worker_stops_the_run_which_then_resumes(tmp_path, fn, stsb_sen
     lines = [*stsb_sentences[:150], "KILL", *stsb_sentences[150:200]]  # "KILL": chunk 2
     src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
     src.write_text("".join(s + "\n" for s in lines), "utf-8")
-    with pytest.raises(StreamError, match=r"worker process \d+ died \(exit code -9\)"):
+    with pytest.raises(WorkerError, match=r"worker process \d+ died \(exit code -9\)"):
         encode_file(src, out, Dying(**fn.options()), chunk_lines=CHUNK, workers=2)
     checkpoint = tmp_path / "emb.npy.partial" / "checkpoint.json"  # absent if none finished
     saved = json.loads(checkpoint.read_text())["chunks"] if checkpoint.exists() else 0
@@ -282,22 +294,37 @@ def test_a_killed_worker_stops_the_run_which_then_resumes(tmp_path, fn, stsb_sen
     np.testing.assert_array_equal(np.load(out), by_chunks(fn, lines))
 
 
-def test_progress_line():
-    out = io.StringIO()  # not a terminal: a line every 10 s, nothing for a short run
-    quiet = stream.Progress(1000, Checkpoint(), enabled=True, stream=out)
-    quiet.update(Checkpoint(chunks=1, rows=5, lines=5, offset=100))
-    quiet.close(Checkpoint(chunks=1, rows=5, lines=5, offset=100))
-    assert out.getvalue() == ""
-    bar = stream.Progress(1000, Checkpoint(rows=10, offset=100), enabled=True, stream=out)
-    bar.t0 -= 2.0  # started two seconds ago,
-    bar.last -= 10.0  # and due for a line
-    bar.update(Checkpoint(chunks=3, rows=30, lines=30, offset=500, skipped=1))
-    bar.close(Checkpoint(chunks=3, rows=30, lines=30, offset=500, skipped=1))  # no repeat
-    line = out.getvalue()
-    assert line.startswith("30 rows | ") and line.endswith(" | 1 skipped | 0 blank\n")
-    rate = float(line.split("|")[1].split()[0])
-    assert 9.0 < rate <= 10.0  # 20 new rows in ~2 s
-    assert " 50.0% " in line and "ETA 0:00:0" in line  # 400 bytes in 2 s, 500 to go: ~2.5 s
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.oracle  # fn: a model saved by transformers
+def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, corpus, fn,
+                                                                   monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(corpus, tmp_path / "emb.npy", Interrupting(**fn.options()), chunk_lines=CHUNK,
+                    progress=True)
+    shown = terminal.getvalue()
+    assert "\r" in shown and "Encoding:" in shown and "128 rows" in shown
+    assert shown.endswith("\n")  # whatever is printed next starts on a line of its own
+
+
+@pytest.mark.oracle  # fn: a model saved by transformers
+def test_resume_is_announced(tmp_path, corpus, fn, capsys):
+    out = tmp_path / "emb.npy"
+    Interrupting.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        encode_file(corpus, out, Interrupting(**fn.options()), chunk_lines=CHUNK)
+    assert capsys.readouterr().err == ""
+    done = len(b"".join(corpus.read_bytes().splitlines(keepends=True)[: 2 * CHUNK]))
+    share = done / corpus.stat().st_size
+    encode_file(corpus, out, fn, chunk_lines=CHUNK)
+    assert capsys.readouterr().err == (f"resuming at row 129 of emb.npy (input line 129 of "
+                                       f"corpus.txt, {share:.0%} done before)\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,5 +388,5 @@ def test_cli_json_lines_with_ids(tmp_path, fn):
 
 def test_cli_stream_options_need_a_file_and_a_npy(tmp_path, fn):
     result = cli("-m", fn.model, "--workers", 2, "Une phrase.")
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("flaubert-np: error: --workers needs -i FILE and -o OUT.npy")

@@ -214,7 +214,7 @@ def parity_report(
     """Run both implementations on `sentences` and compare them stage by stage."""
     from importlib.metadata import version
 
-    from flaubert_np.sentence import transformer_dir
+    from flaubert_np.modules import transformer_dir
 
     model_dir = resolve(str(model))
     reference_dir = model_dir if reference is None else resolve(str(reference))

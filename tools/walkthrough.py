@@ -59,7 +59,8 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
         relu,
         split_heads,
     )
-    from flaubert_np.sentence import SentenceEncoder, transformer_dir
+    from flaubert_np.modules import transformer_dir
+    from flaubert_np.sentence import SentenceEncoder
     from flaubert_np.similarity import cos_sim
     from flaubert_np.svg import attention_grid_svg, token_labels
     from flaubert_np.tokenizer import moses_words
