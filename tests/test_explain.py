@@ -255,7 +255,7 @@ def test_command_writes_the_page_and_refuses_to_overwrite(tmp_path, capsys):
     assert A in page and B in page
     out.write_text("mine")
     assert main(["explain", A, "-o", str(out)]) == 1
-    assert "exists; --overwrite" in capsys.readouterr().err and out.read_text() == "mine"
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_text() == "mine"
     assert main(["explain", A, "-o", str(out), "--overwrite"]) == 0
     assert '"b":null' in out.read_text(encoding="utf-8")
     capsys.readouterr()
