@@ -3,11 +3,12 @@
 The reference is transformers 5's `FlaubertTokenizer` (models/flaubert/tokenization_flaubert.py)
 and its base class `PreTrainedTokenizer` (tokenization_python.py, tokenization_utils_base.py):
 
-    "Il fait <special1>"  --split on added/special tokens (a trie)-->  "Il fait ", "<special1>"
-    each other piece      --`` and '' to ", NFC, lower-case if do_lowercase-->
-                          --Moses: unicode punctuation, MosesPunctNormalizer('fr'),
-                            category-C characters dropped, MosesTokenizer('fr')-->  ["il", "fait"]
-                          --BPE by merge rank, "</w>" marks a word end-->  ["il</w>", "fait</w>"]
+    "Il fait <special1>"  --split on added/special tokens (added_tokens.py: a trie)-->
+                          "Il fait ", "<special1>"
+    each other piece      --moses.py: `` and '' to ", NFC, lower-case if do_lowercase, Moses
+                            punctuation normalisation and word splitting-->  ["il", "fait"]
+                          --bpe.py: BPE by merge rank, "</w>" marks a word end-->
+                          ["il</w>", "fait</w>"]
     ids (pieces not in vocab.json -> <unk>), "<s> A </s>" or "<s> A </s> B </s>", truncation,
     padding -> int64 NumPy arrays.
 
@@ -17,243 +18,31 @@ reproduced, not fixed: the promise is identical ids.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from flaubert_np.added_tokens import (
+    DEFAULT_EXTRA_SPECIAL_TOKENS,
+    DEFAULT_SPECIAL_TOKENS,
+    SPECIAL_TOKEN_NAMES,
+    AddedToken,
+    Trie,
+    special_and_added_tokens,
+)
+from flaubert_np.bpe import bpe, read_merges
+from flaubert_np.moses import moses_words
 
 # transformers' "no limit" model_max_length, and the bound above which a length counts as "no limit"
 VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
 WORD_CACHE_SIZE = 20_000  # words whose BPE pieces and ids are cached (see _make_room)
 
-# The named special tokens, in transformers 5's order (SPECIAL_TOKENS_ATTRIBUTES).
-SPECIAL_TOKEN_NAMES = (
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-)
-# FlaubertTokenizer's defaults when tokenizer_config.json does not name a token.
-DEFAULT_SPECIAL_TOKENS = {
-    "unk_token": "<unk>",
-    "bos_token": "<s>",
-    "sep_token": "</s>",
-    "pad_token": "<pad>",
-    "cls_token": "</s>",
-    "mask_token": "<special1>",
-}
-DEFAULT_EXTRA_SPECIAL_TOKENS = tuple(f"<special{i}>" for i in range(10))
-
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
-
-
-# ---------------------------------------------------------------------------------------------
-# Text -> Moses words (no vocabulary needed; tools/learn_bpe.py uses the same function)
-# ---------------------------------------------------------------------------------------------
-
-# Moses' replace-unicode-punctuation.perl as transformers' replace_unicode_punct: one-character
-# replacements (a table) and the two full stops that also eat the spaces after them (a regex).
-_UNICODE_PUNCT = str.maketrans(
-    {
-        "，": ",", "、": ",", "”": '"', "“": '"', "∶": ":", "：": ":", "？": "?", "《": '"',
-        "》": '"', "）": ")", "！": "!", "（": "(", "；": ";", "１": "1", "」": '"', "「": '"',
-        "０": "0", "３": "3", "２": "2", "５": "5", "６": "6", "９": "9", "７": "7", "８": "8",
-        "４": "4", "～": "~", "’": "'", "…": "...", "━": "-", "〈": "<", "〉": ">", "【": "[",
-        "】": "]", "％": "%",
-    }
-)  # fmt: skip
-_FULL_STOPS = re.compile(r"[。．]\s*")
-
-
-def replace_unicode_punct(text: str) -> str:
-    """Full-width and typographic punctuation -> ASCII (’ -> ', … -> ..., 。 -> ". ")."""
-    # No replacement creates a full stop or a space, so the regex can run first.
-    return _FULL_STOPS.sub(". ", text).translate(_UNICODE_PUNCT)
-
-
-def remove_non_printing_char(text: str) -> str:
-    """Drop every character of Unicode category C (control, format, unassigned, private use)."""
-    if text.isprintable():  # no category C or Z character except the space: nothing to drop
-        return text
-    return "".join([c for c in text if c.isprintable() or unicodedata.category(c)[0] != "C"])
-
-
-_REGEX_SYNTAX = frozenset(".^$*+?{}[]\\|()")
-
-
-class PunctNormalizer:
-    """sacremoses' MosesPunctNormalizer(lang).normalize, with its regexes compiled once.
-
-    sacremoses runs `re.sub(pattern_string, ...)` ~45 times a text, each a regex-cache lookup.
-    Here each substitution is compiled once, and one that is a plain string both ways becomes
-    `str.replace` behind an `in` test (same result, a fraction of the time). The reference
-    `normalize_reference` is sacremoses itself; tests check that both agree.
-    """
-
-    def __init__(self, lang: str = "fr"):
-        import sacremoses  # imported on first use: it loads large Unicode tables
-
-        self._reference = sacremoses.MosesPunctNormalizer(lang=lang)
-        self.normalize_reference = self._reference.normalize
-        self._steps: list[tuple[str | None, Any, str]] = []
-        for pattern, replacement in self._reference.substitutions:
-            if _REGEX_SYNTAX.isdisjoint(pattern) and "\\" not in replacement:
-                self._steps.append((pattern, None, replacement))
-            else:
-                self._steps.append((None, re.compile(pattern), replacement))
-
-    def normalize(self, text: str) -> str:
-        for literal, regex, replacement in self._steps:
-            if regex is not None:
-                text = regex.sub(replacement, text)
-            elif literal in text:
-                text = text.replace(literal, replacement)
-        return text.strip()
-
-
-@functools.cache
-def _moses_fr() -> tuple[PunctNormalizer, Any]:
-    import sacremoses
-
-    return PunctNormalizer("fr"), sacremoses.MosesTokenizer(lang="fr")
-
-
-def moses_words(text: str, do_lowercase: bool) -> list[str]:
-    """FlaubertTokenizer's pre-processing and Moses pipeline: one text -> its Moses words."""
-    normalizer, moses = _moses_fr()
-    text = unicodedata.normalize("NFC", text.replace("``", '"').replace("''", '"'))
-    if do_lowercase:
-        text = text.lower()
-    text = remove_non_printing_char(normalizer.normalize(replace_unicode_punct(text)))
-    return moses.tokenize(text, return_str=False, escape=False)
-
-
-def bpe(word: str, ranks: dict[tuple[str, ...], int]) -> list[str]:
-    """One Moses word -> its BPE pieces: merge the best-ranked adjacent pair, everywhere, again."""
-    symbols = [*word[:-1], word[-1] + "</w>"]
-    while len(symbols) > 1:
-        best = min(pairwise(symbols), key=lambda pair: ranks.get(pair, VERY_LARGE_INTEGER))
-        if best not in ranks:
-            break
-        first, second = best
-        merged, i = [], 0
-        while i < len(symbols):  # left to right, so "a a a" with (a, a) gives "aa a"
-            if symbols[i] == first and i + 1 < len(symbols) and symbols[i + 1] == second:
-                merged.append(first + second)
-                i += 2
-            else:
-                merged.append(symbols[i])
-                i += 1
-        symbols = merged
-    return symbols
-
-
-# ---------------------------------------------------------------------------------------------
-# Added tokens: the trie that keeps "<special1>" or "<pad>" written in a text as one token
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AddedToken:
-    """A token matched in raw text before Moses (transformers' AddedToken, same fields)."""
-
-    content: str
-    single_word: bool = False
-    lstrip: bool = False
-    rstrip: bool = False
-    special: bool = False
-    normalized: bool | None = None
-
-
-class Trie:
-    """transformers' Trie.split, ported statement for statement.
-
-    It cuts a text on the added tokens, preferring the earliest start, then the longest match.
-    Its lookahead has corner cases (overlapping added tokens) that a regex would resolve
-    differently, so it is kept as is: identical cuts are the point.
-    """
-
-    def __init__(self, words: Iterable[str]):
-        self.data: dict = {}
-        for word in words:
-            if not word:
-                continue
-            node = self.data
-            for char in word:
-                node = node.setdefault(char, {})
-            node[""] = 1  # "" marks the end of a word
-
-    def split(self, text: str) -> list[str]:
-        if not any(first_char in text for first_char in self.data):
-            return [text] if text else []
-        states: dict[int, dict] = {}  # start offset of each partial match -> its trie node
-        offsets = [0]
-        skip = 0
-        for current, current_char in enumerate(text):
-            if skip and current < skip:
-                continue
-            to_remove = set()
-            reset = False
-            for start, node in states.items():
-                if "" in node:
-                    # A match ended: look ahead for the longest one, from the earliest start.
-                    for lookstart, looknode in states.items():
-                        if lookstart > start:
-                            break
-                        if lookstart < start:
-                            lookahead_index = current + 1
-                            end = current + 1
-                        else:
-                            lookahead_index = current
-                            end = current
-                        next_char = text[lookahead_index] if lookahead_index < len(text) else None
-                        if "" in looknode:
-                            start, end, skip = lookstart, lookahead_index, lookahead_index
-                        while next_char in looknode:
-                            looknode = looknode[next_char]
-                            lookahead_index += 1
-                            if "" in looknode:
-                                start, end, skip = lookstart, lookahead_index, lookahead_index
-                            if lookahead_index == len(text):
-                                break
-                            next_char = text[lookahead_index]
-                    offsets += [start, end]
-                    reset = True
-                    break
-                if current_char in node:
-                    states[start] = node[current_char]
-                else:
-                    to_remove.add(start)
-            if reset:
-                states = {}
-            else:
-                for start in to_remove:
-                    del states[start]
-            if current >= skip and current_char in self.data:
-                states[current] = self.data[current_char]
-        for start, node in states.items():
-            if "" in node:
-                offsets += [start, len(text)]
-                break
-        offsets.append(len(text))
-        pieces, start = [], 0
-        for end in offsets:
-            if start < end:
-                pieces.append(text[start:end])
-                start = end
-        return pieces
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,104 +56,6 @@ def _read_json(path: Path) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def read_merges(path: Path) -> dict[tuple[str, ...], int]:
-    """merges.txt -> {(left, right): rank}, read exactly as transformers reads it.
-
-    The text after the last newline is dropped (so is a last merge without a trailing newline),
-    each line keeps its first two whitespace-separated fields (a "#version" header becomes a
-    harmless "merge"), and a repeated merge keeps its last rank.
-    """
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")[:-1]
-    return {tuple(line.split()[:2]): rank for rank, line in enumerate(lines)}
-
-
-def _token_content(value: Any, where: str) -> str:
-    """A token as the JSON files store it: a string, or an AddedToken object with "content"."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return value["content"]
-    raise ValueError(f"{where}: expected a token (a string or an AddedToken object), got {value!r}")
-
-
-def _added_token(value: Any, where: str) -> AddedToken:
-    """An entry of added_tokens_decoder (an AddedToken object) -> AddedToken."""
-    content = _token_content(value, where)
-    flags = ("single_word", "lstrip", "rstrip", "special", "normalized")
-    return AddedToken(
-        content, **{k: value[k] for k in flags if isinstance(value, dict) and k in value}
-    )
-
-
-def _special_and_added_tokens(
-    config: dict, special_tokens_map: dict | None, added_tokens_json: dict | None
-) -> tuple[dict[str, str], list[str], dict[int, AddedToken]]:
-    """(named special tokens, extra special tokens, added tokens by id), decided as transformers 5
-    decides them (tokenization_utils_base.py: _from_pretrained, then __init__).
-
-    - Extra special tokens: `extra_special_tokens` (transformers 5 layout) or, when that is
-      missing or empty, `additional_special_tokens` (transformers 4 layout, which also writes
-      `"extra_special_tokens": {}`); FlaubertTokenizer's <special0>..<special9> when neither.
-    - Any other "*_token" key naming a token is a named special token too, after the 7 usual ones.
-    - Added tokens, with their lstrip/rstrip/single_word, come from `added_tokens_decoder`. Only
-      without it are the legacy files read: special_tokens_map.json (its tokens override the
-      config's) and added_tokens.json (content -> id).
-    """
-    config = dict(config)
-    if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
-        config["extra_special_tokens"] = config.pop("additional_special_tokens")
-    # Other "*_token" keys: strings first taken aside ("explicit"), AddedToken objects later.
-    explicit = {
-        key: config.pop(key)
-        for key in list(config)
-        if key.endswith("_token")
-        and key not in SPECIAL_TOKEN_NAMES
-        and isinstance(config[key], str)
-    }
-    if isinstance(config.get("extra_special_tokens"), dict):
-        explicit.update(config.pop("extra_special_tokens"))
-
-    added: dict[int, AddedToken] = {}
-    if "added_tokens_decoder" in config:
-        decoder = config["added_tokens_decoder"]
-        if not isinstance(decoder, dict):
-            raise ValueError("tokenizer_config.json: added_tokens_decoder must be an object")
-        for index, token in decoder.items():
-            added[int(index)] = _added_token(token, f"added_tokens_decoder[{index}]")
-    else:
-        for key, value in (special_tokens_map or {}).items():
-            if key == "extra_special_tokens" and isinstance(value, list):
-                value = [*(config.get("extra_special_tokens") or []), *value]
-            config[key] = value
-        if isinstance(config.get("extra_special_tokens"), dict):
-            explicit.update(config.pop("extra_special_tokens"))
-        for content, index in (added_tokens_json or {}).items():
-            if not isinstance(index, int):
-                raise ValueError(f"added_tokens.json: the id of {content!r} is not an integer")
-            added[index] = AddedToken(content)
-
-    named = {}
-    for key in SPECIAL_TOKEN_NAMES:  # FlaubertTokenizer's defaults fill the gaps
-        value = config.get(key, DEFAULT_SPECIAL_TOKENS.get(key))
-        if value is not None:
-            named[key] = _token_content(value, key)
-    for key, value in config.items():  # the other "*_token" tokens left (AddedToken objects...)
-        if key.endswith("_token") and key not in SPECIAL_TOKEN_NAMES:
-            if isinstance(value, str) or (isinstance(value, dict) and "content" in value):
-                named[key] = _token_content(value, key)
-    for key, value in explicit.items():
-        named[key] = _token_content(value, key)
-
-    if "extra_special_tokens" in config:
-        extras = config["extra_special_tokens"] or []
-    else:
-        extras = config.get("additional_special_tokens", DEFAULT_EXTRA_SPECIAL_TOKENS)
-    if not isinstance(extras, (list, tuple)):
-        raise ValueError("tokenizer files: extra_special_tokens must be a list of tokens")
-    return named, [_token_content(t, "extra_special_tokens") for t in extras], added
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +178,7 @@ class FlaubertTokenizer:
         ):
             raise ValueError(f"{model_dir / 'vocab.json'}: expected an object of token -> int id")
         config = optional_json("tokenizer_config.json") or {}
-        named, extras, added = _special_and_added_tokens(
+        named, extras, added = special_and_added_tokens(
             config, optional_json("special_tokens_map.json"), optional_json("added_tokens.json")
         )
         max_length = config.get("model_max_length", config.get("max_len"))
