@@ -127,6 +127,54 @@ class Trie:
 
 
 
+def split_on_added_tokens(
+    text: str, trie: Trie, decoder: dict[int, AddedToken], encoder: dict[str, int]
+) -> list[tuple[str, bool]]:
+    """text -> [(piece, is_added_token)], cut by the trie of the added tokens (by id in decoder,
+    by content in encoder), with their lstrip/rstrip/single_word, as transformers' tokenize."""
+    pieces = trie.split(text)
+    for i, piece in enumerate(pieces):
+        index = encoder.get(piece)
+        if index is None:
+            continue
+        token = decoder[index]
+        left = pieces[i - 1] if i > 0 else None
+        right = pieces[i + 1] if i < len(pieces) - 1 else None
+        if token.rstrip and right:
+            pieces[i + 1] = right.lstrip()
+        if token.lstrip and left:
+            pieces[i - 1] = left.rstrip()
+        if token.single_word:
+            if left and left[-1] != " ":
+                pieces[i - 1] += piece
+                pieces[i] = ""
+            elif right and right[0] != " ":
+                pieces[i + 1] = piece + pieces[i + 1]
+                pieces[i] = ""
+    return [(p, p in encoder) for p in pieces if p]
+
+
+def register_special_tokens(
+    vocab: dict[str, int], added_tokens: dict[int, AddedToken], special_tokens: Iterable[str]
+) -> tuple[dict[int, AddedToken], dict[str, int]]:
+    """(added tokens by id, their ids by content), with the special tokens they lack added: each
+    takes its id in vocab.json or, if absent, the next free one (the vocabulary's length)."""
+    decoder = dict(added_tokens)
+    encoder = {t.content: i for i, t in decoder.items()}
+    current = dict(vocab, **{t.content: i for i, t in sorted(decoder.items())})
+    next_index = len(current)
+    for content in special_tokens:
+        if content in encoder or content == "":
+            continue
+        if content not in current:
+            current[content] = next_index
+            next_index += 1
+        index = current[content]
+        decoder[index] = AddedToken(content, special=True, normalized=False)
+        encoder[content] = index
+    return decoder, encoder
+
+
 def _token_content(value: Any, where: str) -> str:
     """A token as the JSON files store it: a string, or an AddedToken object with "content"."""
     if isinstance(value, str):

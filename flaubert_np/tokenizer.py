@@ -19,9 +19,10 @@ reproduced, not fixed: the promise is identical ids.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast, overload
 
 import numpy as np
 
@@ -31,23 +32,16 @@ from flaubert_np.added_tokens import (
     SPECIAL_TOKEN_NAMES,
     AddedToken,
     Trie,
+    register_special_tokens,
     special_and_added_tokens,
+    split_on_added_tokens,
 )
 from flaubert_np.bpe import bpe, read_merges
 from flaubert_np.moses import moses_words
+from flaubert_np.padding import pad, padding_truncation_strategies, truncate_sequences
 
-# transformers' "no limit" model_max_length, and the bound above which a length counts as "no limit"
-VERY_LARGE_INTEGER = int(1e30)
-LARGE_INTEGER = int(1e20)
+VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
 WORD_CACHE_SIZE = 20_000  # words whose BPE pieces and ids are cached (see _make_room)
-
-PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
-TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a Hub repository's tokenizer files
-# ---------------------------------------------------------------------------------------------
 
 
 def _read_json(path: Path) -> Any:
@@ -56,11 +50,6 @@ def _read_json(path: Path) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# The tokenizer
-# ---------------------------------------------------------------------------------------------
 
 
 class FlaubertTokenizer:
@@ -119,23 +108,12 @@ class FlaubertTokenizer:
         self.all_special_tokens = list(
             dict.fromkeys([*self.special_tokens_map.values(), *extra_special_tokens])
         )
-        # Added tokens by id; special tokens missing from them are added, taking the id they
-        # have in vocab.json or, if absent, the next free one (len of the vocabulary).
-        self.added_tokens_decoder: dict[int, AddedToken] = dict(added_tokens or {})
-        self.added_tokens_encoder = {t.content: i for i, t in self.added_tokens_decoder.items()}
-        current = dict(self.encoder, **self._sorted_added_encoder())
-        next_index = len(current)
-        for content in self.all_special_tokens:
-            if content in self.added_tokens_encoder or content == "":
-                continue
-            if content not in current:
-                current[content] = next_index
-                next_index += 1
-            index = current[content]
-            self.added_tokens_decoder[index] = AddedToken(content, special=True, normalized=False)
-            self.added_tokens_encoder[content] = index
+        self.added_tokens_decoder, self.added_tokens_encoder = register_special_tokens(
+            vocab, added_tokens or {}, self.all_special_tokens
+        )
         self._trie = Trie(t.content for t in self.added_tokens_decoder.values())
-        self._unk_id = self.encoder.get(self.special_tokens_map.get("unk_token"))
+        unk_token = self.special_tokens_map.get("unk_token")
+        self._unk_id = None if unk_token is None else self.encoder.get(unk_token)
         # bos_token_id, sep_token_id, pad_token_id, ...: None for a token the files do not name
         for name in SPECIAL_TOKEN_NAMES:
             token = self.special_tokens_map.get(name)
@@ -151,9 +129,12 @@ class FlaubertTokenizer:
     # -- loading ------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path) -> FlaubertTokenizer:
+    def from_pretrained(
+        cls, model_dir: str | Path, *, do_lowercase: bool | None = None
+    ) -> FlaubertTokenizer:
         """Read vocab.json, merges.txt and the optional tokenizer_config.json,
-        special_tokens_map.json and added_tokens.json of a FlauBERT repository."""
+        special_tokens_map.json and added_tokens.json of a FlauBERT repository.
+        do_lowercase, when given, replaces tokenizer_config.json's (as in transformers)."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"tokenizer directory not found: {model_dir}")
@@ -181,13 +162,24 @@ class FlaubertTokenizer:
         named, extras, added = special_and_added_tokens(
             config, optional_json("special_tokens_map.json"), optional_json("added_tokens.json")
         )
+        if do_lowercase is None:
+            do_lowercase = config.get("do_lowercase", False)
+            # flaubert/flaubert_base_uncased says "do_lower_case", a name transformers ignores
+            if config.get("do_lower_case") and "do_lowercase" not in config:
+                warnings.warn(
+                    f"{model_dir / 'tokenizer_config.json'}: do_lower_case is ignored, as in "
+                    "transformers (FlauBERT's setting is do_lowercase: transformers issue 14042), "
+                    "so the text is not lower-cased; to lower-case it, pass do_lowercase=True or "
+                    'add "do_lowercase": true to that file',
+                    stacklevel=2,
+                )
         max_length = config.get("model_max_length", config.get("max_len"))
         if max_length is not None and (not isinstance(max_length, int) or max_length < 0):
             raise ValueError(f"tokenizer_config.json: model_max_length {max_length!r} is invalid")
         return cls(
             vocab,
             read_merges(model_dir / "merges.txt"),
-            do_lowercase=config.get("do_lowercase", False),
+            do_lowercase=do_lowercase,
             special_tokens=named,
             extra_special_tokens=extras,
             added_tokens=added,
@@ -218,29 +210,12 @@ class FlaubertTokenizer:
     # -- text -> tokens -----------------------------------------------------------------------
 
     def _split_on_added_tokens(self, text: str) -> list[tuple[str, bool]]:
-        """text -> [(piece, is_added_token)], with the added tokens' lstrip/rstrip/single_word."""
+        """text -> [(piece, is_added_token)]; with split_special_tokens, the text is one piece."""
         if self.split_special_tokens:
             return [(text, False)]
-        pieces = self._trie.split(text)
-        for i, piece in enumerate(pieces):
-            index = self.added_tokens_encoder.get(piece)
-            if index is None:
-                continue
-            token = self.added_tokens_decoder[index]
-            left = pieces[i - 1] if i > 0 else None
-            right = pieces[i + 1] if i < len(pieces) - 1 else None
-            if token.rstrip and right:
-                pieces[i + 1] = right.lstrip()
-            if token.lstrip and left:
-                pieces[i - 1] = left.rstrip()
-            if token.single_word:
-                if left and left[-1] != " ":
-                    pieces[i - 1] += piece
-                    pieces[i] = ""
-                elif right and right[0] != " ":
-                    pieces[i + 1] = piece + pieces[i + 1]
-                    pieces[i] = ""
-        return [(p, p in self.added_tokens_encoder) for p in pieces if p]
+        return split_on_added_tokens(
+            text, self._trie, self.added_tokens_decoder, self.added_tokens_encoder
+        )
 
     def _word_pieces(self, word: str) -> list[str]:
         """A Moses word -> its BPE pieces, cached: a corpus repeats its words."""
@@ -281,32 +256,55 @@ class FlaubertTokenizer:
                     ids += self._word_ids(word)
         return ids
 
-    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+    def _convert_token_to_id(self, token: str) -> int:
+        """Added tokens first, then vocab.json, else the <unk> id."""
+        index = self.added_tokens_encoder.get(token)
+        if index is None:
+            index = self.encoder.get(token, self._unk_id)
+            if index is None:
+                raise ValueError(
+                    f"token {token!r} is not in vocab.json, and neither is the unknown token "
+                    f"{self.special_tokens_map.get('unk_token')!r}"
+                )
+        return index
+
+    @overload
+    def convert_tokens_to_ids(self, tokens: str) -> int: ...
+    @overload
+    def convert_tokens_to_ids(self, tokens: list[str] | tuple[str, ...]) -> list[int]: ...
+    def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
         """Token(s) -> id(s): added tokens first, then vocab.json, else the <unk> id."""
         if isinstance(tokens, str):
-            index = self.added_tokens_encoder.get(tokens)
-            if index is None:
-                index = self.encoder.get(tokens, self._unk_id)
-                if index is None:
-                    raise ValueError(
-                        f"token {tokens!r} is not in vocab.json, and neither is the unknown token "
-                        f"{self.special_tokens_map.get('unk_token')!r}"
-                    )
-            return index
-        return [self.convert_tokens_to_ids(token) for token in tokens]
+            return self._convert_token_to_id(tokens)
+        return [self._convert_token_to_id(token) for token in tokens]
 
+    def _convert_id_to_token(self, index: int) -> str:
+        """Added tokens first, then vocab.json, else the unknown token."""
+        token = self.added_tokens_decoder.get(index)
+        if token is not None:
+            return token.content
+        content = self.decoder.get(index, self.special_tokens_map.get("unk_token"))
+        if content is None:
+            raise ValueError(
+                f"id {index} is in neither vocab.json nor the added tokens, and this tokenizer "
+                "has no unknown token"
+            )
+        return content
+
+    @overload
+    def convert_ids_to_tokens(self, ids: int, skip_special_tokens: bool = False) -> str: ...
+    @overload
+    def convert_ids_to_tokens(
+        self, ids: Iterable[int], skip_special_tokens: bool = False
+    ) -> list[str]: ...
     def convert_ids_to_tokens(
         self, ids: int | Iterable[int], skip_special_tokens: bool = False
     ) -> str | list[str]:
         """Id(s) -> token(s); an id in neither vocabulary gives the unknown token."""
         if isinstance(ids, (int, np.integer)):
-            ids = int(ids)
-            token = self.added_tokens_decoder.get(ids)
-            if token is not None:
-                return token.content
-            return self.decoder.get(ids, self.special_tokens_map.get("unk_token"))
+            return self._convert_id_to_token(int(ids))
         skip = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self.convert_ids_to_tokens(int(i)) for i in ids if int(i) not in skip]
+        return [self._convert_id_to_token(int(i)) for i in ids if int(i) not in skip]
 
     # -- ids -> text --------------------------------------------------------------------------
 
@@ -321,8 +319,17 @@ class FlaubertTokenizer:
         if _is_batch(token_ids):
             return self.batch_decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
         if isinstance(token_ids, (int, np.integer)):
-            token_ids = [token_ids]
-        tokens = self.convert_ids_to_tokens(token_ids, skip_special_tokens=skip_special_tokens)
+            token_ids = [int(token_ids)]
+        ids = cast("Iterable[int]", token_ids)  # not a batch: one sequence
+        return self._decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
+
+    def _decode(
+        self,
+        ids: Iterable[int],
+        skip_special_tokens: bool,
+        clean_up_tokenization_spaces: bool | None,
+    ) -> str:
+        tokens = self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
         text = "".join(tokens).replace("</w>", " ").strip()
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
@@ -336,7 +343,7 @@ class FlaubertTokenizer:
 
     def batch_decode(
         self,
-        sequences: Iterable[Iterable[int]],
+        sequences: Sequence[int] | Sequence[Iterable[int]] | np.ndarray,
         skip_special_tokens: bool = False,
         clean_up_tokenization_spaces: bool | None = None,
     ) -> list[str]:
@@ -344,9 +351,11 @@ class FlaubertTokenizer:
         if len(sequences) == 0:
             return []
         if not _is_batch(sequences):  # one sequence: transformers decodes it, as a list of one
-            return [self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces)]
+            ids = cast("Sequence[int]", sequences)
+            return [self._decode(ids, skip_special_tokens, clean_up_tokenization_spaces)]
         return [
-            self.decode(ids, skip_special_tokens, clean_up_tokenization_spaces) for ids in sequences
+            self._decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
+            for ids in sequences
         ]
 
     # -- encoding -----------------------------------------------------------------------------
@@ -355,82 +364,15 @@ class FlaubertTokenizer:
         self, ids: list[int], pair_ids: list[int] | None = None
     ) -> list[int]:
         """<s> A </s>, or <s> A </s> B </s>."""
+        bos, sep = self.bos_token_id, self.sep_token_id
+        if bos is None or sep is None:
+            raise ValueError(
+                "special tokens need a bos_token and a sep_token, and this tokenizer lacks one: "
+                "pass add_special_tokens=False"
+            )
         if pair_ids is None:
-            return [self.bos_token_id, *ids, self.sep_token_id]
-        return [self.bos_token_id, *ids, self.sep_token_id, *pair_ids, self.sep_token_id]
-
-    def _strategies(
-        self, padding: bool | str, truncation: bool | str | None, max_length: int | None
-    ) -> tuple[str, str, int | None]:
-        """The argument rules of transformers' _get_padding_truncation_strategies."""
-        if max_length is not None and (
-            not isinstance(max_length, (int, np.integer)) or isinstance(max_length, bool)
-        ):
-            raise TypeError(f"max_length must be an int or None, got {type(max_length).__name__}")
-        if max_length is not None and max_length < 0:
-            raise ValueError(f"max_length must be >= 0, got {max_length}")
-        if max_length is not None and padding is False and truncation is None:
-            truncation = "longest_first"  # transformers: max_length alone turns truncation on
-        if padding is True:
-            padding = "longest"
-        elif padding is False:
-            padding = "do_not_pad"
-        elif padding not in PADDING_STRATEGIES:
-            raise ValueError(
-                f"padding must be True, False or one of {PADDING_STRATEGIES}, got {padding!r}"
-            )
-        if truncation is True:
-            truncation = "longest_first"
-        elif truncation is None or truncation is False:
-            truncation = "do_not_truncate"
-        elif truncation not in TRUNCATION_STRATEGIES:
-            raise ValueError(
-                f"truncation must be True, False, None or one of {TRUNCATION_STRATEGIES}, "
-                f"got {truncation!r}"
-            )
-        if max_length is None:
-            # No max_length: use model_max_length, unless that is "no limit".
-            if padding == "max_length":
-                if self.model_max_length > LARGE_INTEGER:
-                    padding = "do_not_pad"
-                else:
-                    max_length = self.model_max_length
-            if truncation != "do_not_truncate":
-                if self.model_max_length > LARGE_INTEGER:
-                    truncation = "do_not_truncate"
-                else:
-                    max_length = self.model_max_length
-        if padding != "do_not_pad" and self.pad_token_id is None:
-            raise ValueError("padding needs a pad token, and this tokenizer has none")
-        return padding, truncation, None if max_length is None else int(max_length)
-
-    def _truncate(
-        self, ids: list[int], pair_ids: list[int] | None, n_remove: int, strategy: str
-    ) -> tuple[list[int], list[int] | None]:
-        """Remove n_remove tokens, as transformers 5's truncate_sequences (slices and all)."""
-        right = self.truncation_side == "right"
-        if strategy == "only_first" or (strategy == "longest_first" and pair_ids is None):
-            ids = ids[:-n_remove] if right else ids[n_remove:]
-        elif strategy == "longest_first":
-            # The longer sequence loses tokens until both have the same length, then both lose
-            # half of what remains (the second sequence the odd one).
-            first_remove = min(abs(len(pair_ids) - len(ids)), n_remove)
-            second_remove = n_remove - first_remove
-            if len(ids) > len(pair_ids):
-                ids_cut = first_remove + second_remove // 2
-                pair_cut = second_remove - second_remove // 2
-            else:
-                ids_cut = second_remove // 2
-                pair_cut = first_remove + second_remove - second_remove // 2
-            if right:
-                ids = ids[:-ids_cut] if ids_cut > 0 else ids
-                pair_ids = pair_ids[:-pair_cut] if pair_ids and pair_cut > 0 else pair_ids
-            else:
-                ids = ids[ids_cut:]
-                pair_ids = pair_ids[pair_cut:] if pair_ids else None  # sic: [] becomes no pair
-        elif strategy == "only_second" and pair_ids:
-            pair_ids = pair_ids[:-n_remove] if right else pair_ids[n_remove:]
-        return ids, pair_ids
+            return [bos, *ids, sep]
+        return [bos, *ids, sep, *pair_ids, sep]
 
     def _prepare(
         self,
@@ -444,7 +386,9 @@ class FlaubertTokenizer:
         n_special = (2 if pair_ids is None else 3) if add_special_tokens else 0
         total = len(ids) + len(pair_ids or []) + n_special
         if truncation != "do_not_truncate" and max_length and total > max_length:
-            ids, pair_ids = self._truncate(ids, pair_ids, total - max_length, truncation)
+            ids, pair_ids = truncate_sequences(
+                ids, pair_ids, total - max_length, truncation, self.truncation_side
+            )
         if not add_special_tokens:
             sequence = ids + (pair_ids or [])
             return sequence, [0] * len(sequence)
@@ -465,12 +409,15 @@ class FlaubertTokenizer:
         _check_text(text, "text")
         if text_pair is not None:
             _check_text(text_pair, "text_pair")
-        padding, truncation, max_length = self._strategies(padding, truncation, max_length)
+        padding, truncation, max_length = padding_truncation_strategies(
+            padding, truncation, max_length, self.model_max_length, self.pad_token_id
+        )
         pair_ids = None if text_pair is None else self._text_ids(text_pair)
         sequence, _ = self._prepare(
             self._text_ids(text), pair_ids, add_special_tokens, truncation, max_length
         )
-        if padding == "max_length" and len(sequence) < max_length:
+        if padding == "max_length" and max_length is not None and len(sequence) < max_length:
+            assert self.pad_token_id is not None  # padding_truncation_strategies checked it
             pads = [self.pad_token_id] * (max_length - len(sequence))
             sequence = sequence + pads if self.padding_side == "right" else pads + sequence
         return sequence
@@ -496,7 +443,9 @@ class FlaubertTokenizer:
         if return_tensors != "np":
             raise ValueError(f"return_tensors must be 'np', got {return_tensors!r}")
         texts, pairs = _check_batch(texts, text_pair)
-        padding, truncation, max_length = self._strategies(padding, truncation, max_length)
+        padding, truncation, max_length = padding_truncation_strategies(
+            padding, truncation, max_length, self.model_max_length, self.pad_token_id
+        )
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
 
@@ -509,28 +458,9 @@ class FlaubertTokenizer:
             rows.append(sequence)
             types.append(token_types)
 
-        # Lengths after padding: to the longest, or up to max_length (padding never cuts).
-        lengths = [len(row) for row in rows]
-        if padding == "longest":
-            lengths = [max(lengths)] * len(rows)
-        elif padding == "max_length":
-            lengths = [max(n, max_length) for n in lengths]
-        width = max(lengths)
-        if min(lengths) != width:
-            raise ValueError(
-                f"the sequences have different lengths ({min(lengths)} to {width} tokens) and "
-                "make no array: pass padding=True (and truncation=True with padding='max_length')"
-            )
-        fill = 0 if self.pad_token_id is None else self.pad_token_id
-        input_ids = np.full((len(rows), width), fill, dtype=np.int64)
-        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
-        token_type_ids = np.zeros((len(rows), width), dtype=np.int64)
-        for i, (row, token_types) in enumerate(zip(rows, types, strict=True)):
-            start = 0 if self.padding_side == "right" else width - len(row)
-            span = slice(start, start + len(row))
-            input_ids[i, span] = row
-            attention_mask[i, span] = 1
-            token_type_ids[i, span] = token_types
+        input_ids, token_type_ids, attention_mask = pad(
+            rows, types, padding, max_length, self.pad_token_id, self.padding_side
+        )
         out = {"input_ids": input_ids}
         if return_token_type_ids:
             out["token_type_ids"] = token_type_ids
@@ -544,11 +474,6 @@ class FlaubertTokenizer:
         )
 
 
-# ---------------------------------------------------------------------------------------------
-# Input checks: one clear error naming the bad item, never a silent drop
-# ---------------------------------------------------------------------------------------------
-
-
 def _make_room(cache: dict) -> None:
     """Keep a word cache bounded: a stream of millions of sentences keeps bringing new words, and
     an unbounded cache would grow with it. Emptying it when full is crude but costs nothing on
@@ -557,7 +482,7 @@ def _make_room(cache: dict) -> None:
         cache.clear()
 
 
-def _is_batch(ids: Any) -> bool:
+def _is_batch(ids: Any) -> TypeGuard[Sequence[Iterable[int]] | np.ndarray]:
     """A 2-D array or a non-empty sequence of sequences of ids."""
     if isinstance(ids, np.ndarray):
         return ids.ndim == 2

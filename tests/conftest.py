@@ -259,17 +259,26 @@ def save_flaubert_tokenizer(vocab_dir: Path, out_dir: Path, do_lowercase: bool, 
 
 
 @pytest.fixture(scope="session")
-def tokenizer_dirs(tmp_path_factory, stsb_sentences) -> dict[str, Path]:
-    """{"uncased": Path, "cased": Path}: FlauBERT tokenizer folders (do_lowercase true / false),
-    5,000 merges learned from the STS sentences, model_max_length 512. Built once per session."""
+def bpe_vocab_dirs(tmp_path_factory, stsb_sentences) -> dict[str, Path]:
+    """{"uncased": Path, "cased": Path}: vocab.json + merges.txt, 5,000 merges learned from the STS
+    sentences (lower-cased or not) by tools/learn_bpe.py; no oracle needed."""
     learn_bpe = load_tool("learn_bpe")
-    dirs = {}
-    for name, lowercase in (("uncased", True), ("cased", False)):
-        vocab = learn_bpe.learn_bpe(
+    return {
+        name: learn_bpe.learn_bpe(
             stsb_sentences, TOKENIZER_MERGES, tmp_path_factory.mktemp(f"bpe-{name}"), lowercase
         )
+        for name, lowercase in (("uncased", True), ("cased", False))
+    }
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dirs(tmp_path_factory, bpe_vocab_dirs) -> dict[str, Path]:
+    """{"uncased": Path, "cased": Path}: FlauBERT tokenizer folders (do_lowercase true / false),
+    5,000 merges learned from the STS sentences, model_max_length 512. Built once per session."""
+    dirs = {}
+    for name, lowercase in (("uncased", True), ("cased", False)):
         out = tmp_path_factory.mktemp(f"tok-{name}")
-        dirs[name] = save_flaubert_tokenizer(vocab, out, lowercase)
+        dirs[name] = save_flaubert_tokenizer(bpe_vocab_dirs[name], out, lowercase)
     return dirs
 
 
