@@ -126,7 +126,6 @@ class Trie:
         return pieces
 
 
-
 def split_on_added_tokens(
     text: str, trie: Trie, decoder: dict[int, AddedToken], encoder: dict[str, int]
 ) -> list[tuple[str, bool]]:

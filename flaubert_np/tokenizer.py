@@ -41,7 +41,8 @@ from flaubert_np.moses import moses_words
 from flaubert_np.padding import pad, padding_truncation_strategies, truncate_sequences
 
 VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
-WORD_CACHE_SIZE = 20_000  # words whose BPE pieces and ids are cached (see _make_room)
+WORD_CACHE_SIZE = 20_000  # words whose BPE pieces and ids are cached (see _remember)
+MAX_CACHED_WORD_LENGTH = 100  # characters; a longer word is not cached
 
 
 def _read_json(path: Path) -> Any:
@@ -221,16 +222,16 @@ class FlaubertTokenizer:
         """A Moses word -> its BPE pieces, cached: a corpus repeats its words."""
         pieces = self._bpe_cache.get(word)
         if pieces is None:
-            _make_room(self._bpe_cache)
-            pieces = self._bpe_cache[word] = bpe(word, self.bpe_ranks)
+            pieces = bpe(word, self.bpe_ranks)
+            _remember(self._bpe_cache, word, pieces)
         return pieces
 
     def _word_ids(self, word: str) -> list[int]:
         """A Moses word -> the ids of its BPE pieces, cached."""
         ids = self._ids_cache.get(word)
         if ids is None:
-            _make_room(self._ids_cache)
-            ids = self._ids_cache[word] = self.convert_tokens_to_ids(self._word_pieces(word))
+            ids = self.convert_tokens_to_ids(self._word_pieces(word))
+            _remember(self._ids_cache, word, ids)
         return ids
 
     def tokenize(self, text: str) -> list[str]:
@@ -474,12 +475,16 @@ class FlaubertTokenizer:
         )
 
 
-def _make_room(cache: dict) -> None:
-    """Keep a word cache bounded: a stream of millions of sentences keeps bringing new words, and
-    an unbounded cache would grow with it. Emptying it when full is crude but costs nothing on
-    the hot path, and the frequent words come straight back."""
+def _remember(cache: dict[str, Any], word: str, value: Any) -> None:
+    """Cache a word's pieces or ids, keeping the cache bounded: a stream of millions of sentences
+    keeps bringing new words, and an unbounded cache would grow with it. Emptying it when full is
+    crude but costs nothing on the hot path, and the frequent words come straight back. A long
+    word is not cached: it is rare, and one line without spaces would hold megabytes."""
+    if len(word) > MAX_CACHED_WORD_LENGTH:
+        return
     if len(cache) >= WORD_CACHE_SIZE:
         cache.clear()
+    cache[word] = value
 
 
 def _is_batch(ids: Any) -> TypeGuard[Sequence[Iterable[int]] | np.ndarray]:

@@ -69,7 +69,7 @@ def test_random_strings_of_the_vocabulary_characters(sts):
 def test_runs_of_one_symbol(sts):
     """Overlapping occurrences: (e, e) in "eee" merges at 0 only, left to right."""
     ranks, _, chars = sts
-    for char in chars[:40] + ["e", "l", "s"]:
+    for char in [*chars[:40], "e", "l", "s"]:
         for n in range(1, 30):
             assert bpe(char * n, ranks) == quadratic_bpe(char * n, ranks), (char, n)
     for a, b in list(ranks)[:200]:

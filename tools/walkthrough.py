@@ -61,10 +61,10 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
         relu,
         split_heads,
     )
+    from flaubert_np.moses import moses_words
     from flaubert_np.sentence import SentenceEncoder, transformer_dir
     from flaubert_np.similarity import cos_sim
     from flaubert_np.svg import attention_grid_svg, token_labels
-    from flaubert_np.moses import moses_words
     from flaubert_np.weights import load_weights
 
     encoder = SentenceEncoder.from_pretrained(model)
