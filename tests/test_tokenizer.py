@@ -560,3 +560,30 @@ def test_no_warning_when_do_lowercase_decides(bpe_vocab_dirs, tmp_path, config):
     ref = transformers.FlaubertTokenizer.from_pretrained(str(folder))
     assert ours.do_lowercase == ref.do_lowercase == config.get("do_lowercase", False)
     assert ours.tokenize("L'ÉTÉ À PARIS") == ref.tokenize("L'ÉTÉ À PARIS")
+
+
+def test_missing_bos_or_unknown_token_gives_a_clear_error(bpe_vocab_dirs, tmp_path):
+    """Where transformers fails obscurely (a None in the ids, a None joined into a text), one
+    error that names the missing token."""
+    vocab = bpe_vocab_dirs["uncased"]
+    no_bos = FlaubertTokenizer.from_pretrained(
+        make_folder(vocab, tmp_path / "no-bos", {"bos_token": None})
+    )
+    ref = transformers.FlaubertTokenizer.from_pretrained(str(tmp_path / "no-bos"))
+    assert no_bos.bos_token_id is None and ref.bos_token_id is None
+    with pytest.raises(ValueError):
+        ref.encode("le chat")
+    with pytest.raises(ValueError, match=r"need a bos_token and a sep_token.*add_special_tokens"):
+        no_bos.encode("le chat")
+    assert no_bos.encode("le chat", add_special_tokens=False) == ref.encode(
+        "le chat", add_special_tokens=False
+    )
+
+    no_unk = FlaubertTokenizer.from_pretrained(
+        make_folder(vocab, tmp_path / "no-unk", {"unk_token": None})
+    )
+    ref = transformers.FlaubertTokenizer.from_pretrained(str(tmp_path / "no-unk"))
+    assert no_unk.convert_ids_to_tokens([5, 6]) == ref.convert_ids_to_tokens([5, 6])
+    assert ref.convert_ids_to_tokens(10**6) is None
+    with pytest.raises(ValueError, match=r"id 1000000 is in neither.*no unknown token"):
+        no_unk.decode([5, 10**6])
