@@ -9,8 +9,8 @@ and its base class `PreTrainedTokenizer` (tokenization_python.py, tokenization_u
                             punctuation normalisation and word splitting-->  ["il", "fait"]
                           --bpe.py: BPE by merge rank, "</w>" marks a word end-->
                           ["il</w>", "fait</w>"]
-    ids (pieces not in vocab.json -> <unk>), "<s> A </s>" or "<s> A </s> B </s>", truncation,
-    padding -> int64 NumPy arrays.
+    ids (pieces not in vocab.json -> <unk>), "<s> A </s>" or "<s> A </s> B </s>",
+    truncation and padding (padding.py) -> int64 NumPy arrays.
 
 Where transformers has quirks (how merges.txt is read, its trie, its truncation arithmetic) they are
 reproduced, not fixed: the promise is identical ids.
