@@ -257,7 +257,7 @@ class FlaubertTokenizer:
                     ids += self._word_ids(word)
         return ids
 
-    def _convert_token_to_id(self, token: str) -> int:
+    def _convert_token_to_id_with_added_voc(self, token: str) -> int:
         """Added tokens first, then vocab.json, else the <unk> id."""
         index = self.added_tokens_encoder.get(token)
         if index is None:
@@ -276,8 +276,8 @@ class FlaubertTokenizer:
     def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
         """Token(s) -> id(s): added tokens first, then vocab.json, else the <unk> id."""
         if isinstance(tokens, str):
-            return self._convert_token_to_id(tokens)
-        return [self._convert_token_to_id(token) for token in tokens]
+            return self._convert_token_to_id_with_added_voc(tokens)
+        return [self._convert_token_to_id_with_added_voc(token) for token in tokens]
 
     def _convert_id_to_token(self, index: int) -> str:
         """Added tokens first, then vocab.json, else the unknown token."""
