@@ -258,18 +258,70 @@ def save_flaubert_tokenizer(vocab_dir: Path, out_dir: Path, do_lowercase: bool, 
     return out_dir
 
 
+# Texts that a tokenizer can get wrong, one kind each (tests/test_tokenizer.py, test_moses.py).
+EDGE_TEXTS = {
+    "empty": "",
+    "space": " ",
+    "whitespace": "   \t  \n ",
+    "tabs-newlines": "un\tdeux\ntrois\r\nquatre\rcinq",
+    "nbsp-before-punct": "Bonjour\u00a0: ça va\u00a0? Oui\u00a0! Non\u00a0; « Salut\u00a0»",
+    "narrow-nbsp": "Quoi\u202f? Vraiment\u202f! Ici\u202f: là\u202f; «\u202fsi\u202f»",
+    "guillemets": "Il a dit « bonjour » puis «\u00a0au revoir\u00a0».",
+    "curly-quotes": "“Bonjour”, ‘salut’ et „hallo“",
+    "ellipsis": "Attends… quoi... vraiment....",
+    "apostrophes": "l'été, aujourd'hui, qu'il, jusqu'à, c'est-à-dire",
+    "typographic-apostrophe": "l’été, aujourd’hui, qu’il",
+    "ligatures": "œuvre, cœur, Œdipe, Æsope, nævus",
+    "upper-accents": "ÉCOLE À PARIS ÇA ÎLE ÊTRE Ébène",
+    "decomposed-accents": "e\u0301te\u0301, cafe\u0301, E\u0301cole, c\u0327a",
+    "numbers": "1 000 000 habitants, 3,14 et 2.5, 1\u00a0000\u00a0€, 10 % et 10%",
+    "url-email": "Voir https://www.exemple.fr/page?x=1&y=2 ou jean.dupont@mail.fr",
+    "emoji": "Super 😀 👍🏽 👨\u200d👩\u200d👧 ❤️",
+    "cjk": "日本語のテキスト。中文，测试！（括号）",
+    "arabic": "مرحبا بالعالم، كيف حالك؟",
+    "control-chars": "a\x00b\x01c\x7fd\x1be\u0085f",
+    "zero-width": "zero\u200dwidth\u200bspace\u2060joiner\ufeff",
+    "long-word": "anticonstitutionnellement" * 14,
+    "special-in-text": "Il fait <special1> beau<pad>ici <special1><special1>",
+    "all-specials": "<s></s><pad><unk><special0><special9>",
+    "special-upper": "<SPECIAL1> <PAD> <Pad>",
+    "special-near-miss": "<special10> <<special1>> <special <pad",
+    "unknown-chars": "ℌ ¤ ∰ ⟁ ǅ ß İstanbul Ⅻ",
+    "latex-quotes": "``citation'' et ''autre``",
+    "brackets": "(parenthèses) [crochets] {accolades} <chevrons>",
+    "symbols": "prix: 5$ 10% #tag @user & | ~ ^ * + = _",
+    "dashes-slashes": "--double-- a/b c-d – e — f",
+    "abbreviations": "M. Dupont, Mme. Martin, etc. U.S.A. p. 12",
+    "full-width": "Ｆｕｌｌ　ｗｉｄｔｈ　１２３",
+    "cjk-stops": "。。  ．．fin",
+    "line-separators": "ligne\u2028paragraphe\u2029fin",
+    "leading-trailing": "   espaces autour   ",
+    "single-char": "a",
+    "punctuation-only": "?!...,;:",
+}
+
+
 @pytest.fixture(scope="session")
-def tokenizer_dirs(tmp_path_factory, stsb_sentences) -> dict[str, Path]:
-    """{"uncased": Path, "cased": Path}: FlauBERT tokenizer folders (do_lowercase true / false),
-    5,000 merges learned from the STS sentences, model_max_length 512. Built once per session."""
+def bpe_vocab_dirs(tmp_path_factory, stsb_sentences) -> dict[str, Path]:
+    """{"uncased": Path, "cased": Path}: vocab.json + merges.txt, 5,000 merges learned from the STS
+    sentences (lower-cased or not) by tools/learn_bpe.py; no oracle needed."""
     learn_bpe = load_tool("learn_bpe")
-    dirs = {}
-    for name, lowercase in (("uncased", True), ("cased", False)):
-        vocab = learn_bpe.learn_bpe(
+    return {
+        name: learn_bpe.learn_bpe(
             stsb_sentences, TOKENIZER_MERGES, tmp_path_factory.mktemp(f"bpe-{name}"), lowercase
         )
+        for name, lowercase in (("uncased", True), ("cased", False))
+    }
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dirs(tmp_path_factory, bpe_vocab_dirs) -> dict[str, Path]:
+    """{"uncased": Path, "cased": Path}: FlauBERT tokenizer folders (do_lowercase true / false),
+    5,000 merges learned from the STS sentences, model_max_length 512. Built once per session."""
+    dirs = {}
+    for name, lowercase in (("uncased", True), ("cased", False)):
         out = tmp_path_factory.mktemp(f"tok-{name}")
-        dirs[name] = save_flaubert_tokenizer(vocab, out, lowercase)
+        dirs[name] = save_flaubert_tokenizer(bpe_vocab_dirs[name], out, lowercase)
     return dirs
 
 

@@ -13,18 +13,12 @@ import warnings
 
 import numpy as np
 import pytest
-import sacremoses
 import transformers
-from transformers.models.flaubert import tokenization_flaubert as hf_flaubert
-from transformers.tokenization_python import Trie as HFTrie
+from conftest import EDGE_TEXTS
 
-from flaubert_np.tokenizer import (
-    FlaubertTokenizer,
-    PunctNormalizer,
-    Trie,
-    remove_non_printing_char,
-    replace_unicode_punct,
-)
+from flaubert_np.tokenizer import FlaubertTokenizer
+
+pytestmark = pytest.mark.oracle
 
 transformers.logging.set_verbosity_error()  # truncation warnings are expected here
 
@@ -79,47 +73,6 @@ def test_corpus_identical(tokenizers, stsb_sentences, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Edge cases, one at a time
 # ---------------------------------------------------------------------------------------------
-
-EDGE_TEXTS = {
-    "empty": "",
-    "space": " ",
-    "whitespace": "   \t  \n ",
-    "tabs-newlines": "un\tdeux\ntrois\r\nquatre\rcinq",
-    "nbsp-before-punct": "Bonjour\u00a0: ça va\u00a0? Oui\u00a0! Non\u00a0; « Salut\u00a0»",
-    "narrow-nbsp": "Quoi\u202f? Vraiment\u202f! Ici\u202f: là\u202f; «\u202fsi\u202f»",
-    "guillemets": "Il a dit « bonjour » puis «\u00a0au revoir\u00a0».",
-    "curly-quotes": "“Bonjour”, ‘salut’ et „hallo“",
-    "ellipsis": "Attends… quoi... vraiment....",
-    "apostrophes": "l'été, aujourd'hui, qu'il, jusqu'à, c'est-à-dire",
-    "typographic-apostrophe": "l’été, aujourd’hui, qu’il",
-    "ligatures": "œuvre, cœur, Œdipe, Æsope, nævus",
-    "upper-accents": "ÉCOLE À PARIS ÇA ÎLE ÊTRE Ébène",
-    "decomposed-accents": "e\u0301te\u0301, cafe\u0301, E\u0301cole, c\u0327a",
-    "numbers": "1 000 000 habitants, 3,14 et 2.5, 1\u00a0000\u00a0€, 10 % et 10%",
-    "url-email": "Voir https://www.exemple.fr/page?x=1&y=2 ou jean.dupont@mail.fr",
-    "emoji": "Super 😀 👍🏽 👨\u200d👩\u200d👧 ❤️",
-    "cjk": "日本語のテキスト。中文，测试！（括号）",
-    "arabic": "مرحبا بالعالم، كيف حالك؟",
-    "control-chars": "a\x00b\x01c\x7fd\x1be\u0085f",
-    "zero-width": "zero\u200dwidth\u200bspace\u2060joiner\ufeff",
-    "long-word": "anticonstitutionnellement" * 14,
-    "special-in-text": "Il fait <special1> beau<pad>ici <special1><special1>",
-    "all-specials": "<s></s><pad><unk><special0><special9>",
-    "special-upper": "<SPECIAL1> <PAD> <Pad>",
-    "special-near-miss": "<special10> <<special1>> <special <pad",
-    "unknown-chars": "ℌ ¤ ∰ ⟁ ǅ ß İstanbul Ⅻ",
-    "latex-quotes": "``citation'' et ''autre``",
-    "brackets": "(parenthèses) [crochets] {accolades} <chevrons>",
-    "symbols": "prix: 5$ 10% #tag @user & | ~ ^ * + = _",
-    "dashes-slashes": "--double-- a/b c-d – e — f",
-    "abbreviations": "M. Dupont, Mme. Martin, etc. U.S.A. p. 12",
-    "full-width": "Ｆｕｌｌ　ｗｉｄｔｈ　１２３",
-    "cjk-stops": "。。  ．．fin",
-    "line-separators": "ligne\u2028paragraphe\u2029fin",
-    "leading-trailing": "   espaces autour   ",
-    "single-char": "a",
-    "punctuation-only": "?!...,;:",
-}
 
 
 @pytest.mark.parametrize("text", EDGE_TEXTS.values(), ids=EDGE_TEXTS.keys())
@@ -455,51 +408,6 @@ def test_bpe_of_random_words(tokenizers):
 
 
 # ---------------------------------------------------------------------------------------------
-# The pieces, each against its transformers / sacremoses original
-# ---------------------------------------------------------------------------------------------
-
-
-def test_replace_unicode_punct_random_strings():
-    alphabet = "，。、”“∶：？《》）！（；」「０１２３４５６７８９．～’…━〈〉【】％ \t\u3000\u00a0a."
-    rng = random.Random(1)
-    for _ in range(3000):
-        text = "".join(rng.choices(alphabet, k=rng.randint(0, 12)))
-        assert replace_unicode_punct(text) == hf_flaubert.replace_unicode_punct(text), repr(text)
-
-
-def test_remove_non_printing_char_every_code_point():
-    every = "".join(map(chr, range(0x110000)))
-    assert remove_non_printing_char(every) == hf_flaubert.remove_non_printing_char(every)
-    assert remove_non_printing_char("Déjà vu !") == "Déjà vu !"
-
-
-def test_punct_normalizer_matches_sacremoses(stsb_sentences):
-    ours = PunctNormalizer("fr")
-    reference = sacremoses.MosesPunctNormalizer(lang="fr")
-    texts = [*stsb_sentences[:3000], *(s.lower() for s in stsb_sentences[:500])]
-    texts += list(EDGE_TEXTS.values())
-    alphabet = " \u00a0()%:;`'„“”–—´‘‚’…«»ºCcm?!,.\"<5a\r"
-    rng = random.Random(2)
-    texts += ["".join(rng.choices(alphabet, k=rng.randint(0, 12))) for _ in range(3000)]
-    for text in texts:
-        assert ours.normalize(text) == reference.normalize(text), repr(text)
-
-
-def test_trie_matches_transformers_on_random_tokens():
-    """Overlapping added tokens included: the ported trie cuts exactly where transformers' does."""
-    rng = random.Random(3)
-    for _ in range(3000):
-        words = [
-            "".join(rng.choices("ab<>", k=rng.randint(1, 4))) for _ in range(rng.randint(1, 4))
-        ]
-        text = "".join(rng.choices("ab<> ", k=rng.randint(0, 14)))
-        reference = HFTrie()
-        for word in words:
-            reference.add(word)
-        assert Trie(words).split(text) == reference.split(text), (words, text)
-
-
-# ---------------------------------------------------------------------------------------------
 # Bad input: one clear error naming the item
 # ---------------------------------------------------------------------------------------------
 
@@ -580,3 +488,102 @@ def test_word_caches_stay_bounded(tokenizer_dir, monkeypatch):
     got = [(tok.tokenize(w), tok.encode(w)) for w in words]
     assert 0 < len(tok._bpe_cache) <= 50 and 0 < len(tok._ids_cache) <= 50  # used, and bounded
     assert got == expected
+
+
+def test_long_words_are_not_cached(tokenizer_dir):
+    """A word over MAX_CACHED_WORD_LENGTH characters is tokenised each time, never kept: one line
+    without spaces would otherwise hold megabytes in the cache."""
+    from flaubert_np.tokenizer import MAX_CACHED_WORD_LENGTH
+
+    ref = transformers.FlaubertTokenizer.from_pretrained(str(tokenizer_dir))
+    tok = FlaubertTokenizer.from_pretrained(tokenizer_dir)
+    rng = random.Random(4)
+    for length in (MAX_CACHED_WORD_LENGTH, MAX_CACHED_WORD_LENGTH + 1, 5000):
+        word = "".join(rng.choices("abcdefghijklmnopqrstuvwxyzé", k=length))
+        for _ in range(2):  # the second time from the cache, if cached
+            assert tok.tokenize(word) == ref.tokenize(word)
+            assert tok.encode(word) == ref.encode(word)
+        cached = length <= MAX_CACHED_WORD_LENGTH
+        assert (word in tok._bpe_cache, word in tok._ids_cache) == (cached, cached), length
+
+
+def make_folder(bpe_vocab_dir, folder, config):
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(bpe_vocab_dir / name, folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+def test_do_lower_case_is_ignored_as_in_transformers_with_a_warning(bpe_vocab_dirs, tmp_path):
+    """flaubert/flaubert_base_uncased's tokenizer_config.json says "do_lower_case": true, a name
+    FlaubertTokenizer ignores (transformers issue 14042): the same tokens as transformers (not
+    lower-cased), and one warning line naming the issue and the keyword that lower-cases."""
+    folder = make_folder(bpe_vocab_dirs["uncased"], tmp_path / "tok", {"do_lower_case": True})
+    text = "L'ÉTÉ À PARIS"
+    with pytest.warns(UserWarning) as record:
+        ours = FlaubertTokenizer.from_pretrained(folder)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert messages[0].startswith(f"{folder / 'tokenizer_config.json'}: do_lower_case is ignored")
+    assert "transformers issue 14042" in messages[0] and "pass do_lowercase=True" in messages[0]
+    ref = transformers.FlaubertTokenizer.from_pretrained(str(folder))
+    assert ours.do_lowercase is False and ref.do_lowercase is False
+    assert ours.tokenize(text) == ref.tokenize(text)
+
+    # The keyword the warning names lower-cases, as transformers' does, and silences it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lowered = FlaubertTokenizer.from_pretrained(folder, do_lowercase=True)
+    ref_lowered = transformers.FlaubertTokenizer.from_pretrained(str(folder), do_lowercase=True)
+    assert lowered.tokenize(text) == ref_lowered.tokenize(text) != ours.tokenize(text)
+    assert lowered.tokenize(text) == ours.tokenize(text.lower())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"do_lower_case": True, "do_lowercase": True},
+        {"do_lower_case": True, "do_lowercase": False},
+        {"do_lower_case": False},
+        {"do_lowercase": True},
+        {},
+    ],
+    ids=json.dumps,
+)
+def test_no_warning_when_do_lowercase_decides(bpe_vocab_dirs, tmp_path, config):
+    """With do_lowercase in the file, or do_lower_case false (ignoring it changes nothing)."""
+    folder = make_folder(bpe_vocab_dirs["uncased"], tmp_path / "tok", config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = FlaubertTokenizer.from_pretrained(folder)
+    ref = transformers.FlaubertTokenizer.from_pretrained(str(folder))
+    assert ours.do_lowercase == ref.do_lowercase == config.get("do_lowercase", False)
+    assert ours.tokenize("L'ÉTÉ À PARIS") == ref.tokenize("L'ÉTÉ À PARIS")
+
+
+def test_missing_bos_or_unknown_token_gives_a_clear_error(bpe_vocab_dirs, tmp_path):
+    """Where transformers fails obscurely (a None in the ids, a None joined into a text), one
+    error that names the missing token."""
+    vocab = bpe_vocab_dirs["uncased"]
+    no_bos = FlaubertTokenizer.from_pretrained(
+        make_folder(vocab, tmp_path / "no-bos", {"bos_token": None})
+    )
+    ref = transformers.FlaubertTokenizer.from_pretrained(str(tmp_path / "no-bos"))
+    assert no_bos.bos_token_id is None and ref.bos_token_id is None
+    with pytest.raises(ValueError):
+        ref.encode("le chat")
+    with pytest.raises(ValueError, match=r"need a bos_token and a sep_token.*add_special_tokens"):
+        no_bos.encode("le chat")
+    assert no_bos.encode("le chat", add_special_tokens=False) == ref.encode(
+        "le chat", add_special_tokens=False
+    )
+
+    no_unk = FlaubertTokenizer.from_pretrained(
+        make_folder(vocab, tmp_path / "no-unk", {"unk_token": None})
+    )
+    ref = transformers.FlaubertTokenizer.from_pretrained(str(tmp_path / "no-unk"))
+    assert no_unk.convert_ids_to_tokens([5, 6]) == ref.convert_ids_to_tokens([5, 6])
+    assert ref.convert_ids_to_tokens(10**6) is None
+    with pytest.raises(ValueError, match=r"id 1000000 is in neither.*no unknown token"):
+        no_unk.decode([5, 10**6])

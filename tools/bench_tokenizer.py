@@ -5,9 +5,14 @@ sentence-transformers does: batches of 64, padding=True, truncation=True, NumPy 
 starts cold (empty BPE cache) for the first pass, then a second pass runs warm. The outputs are
 checked to be identical. Prints sentences/s of both and the ratio.
 
+Then one long word without spaces (random letters, 200,000 by default), the worst case of BPE:
+flaubert_np's time for tokenize() and for BPE alone, and transformers' (whose BPE is quadratic) on
+a 20,000-letter prefix, checked to give the same tokens.
+
     python tools/bench_tokenizer.py                      # learns an uncased 5,000-merge vocabulary
     python tools/bench_tokenizer.py --tokenizer DIR      # or uses a tokenizer folder
     python tools/bench_tokenizer.py --cased
+    python tools/bench_tokenizer.py --long-word-only     # only the long word
 
 Needs transformers (the test extra). Run on an otherwise idle machine.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import random
 import sys
 import tempfile
 import time
@@ -58,11 +64,52 @@ def run(encode: Callable, sentences: list[str], batch_size: int) -> tuple[float,
     return time.perf_counter() - start, outputs
 
 
+def timed(function: Callable, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function(*args)
+    return time.perf_counter() - start, result
+
+
+def long_word(ours, ref, n_chars: int, n_ref_chars: int) -> None:
+    """Time one word of n_chars random letters; transformers on its first n_ref_chars."""
+    from flaubert_np.bpe import bpe
+
+    letters = "abcdefghijklmnopqrstuvwxyzéèàç"
+    word = "".join(random.Random(0).choices(letters, k=n_chars))
+    ours.tokenize(letters)  # loads sacremoses' tables, once per process
+    cpu = time.process_time()
+    t_tokenize, tokens = timed(ours.tokenize, word)
+    cpu = time.process_time() - cpu
+    t_bpe, _ = timed(bpe, word.lower() if ours.do_lowercase else word, ours.bpe_ranks)
+    print(
+        f"long word, {n_chars:,} letters without spaces: flaubert_np tokenize {t_tokenize:.2f} s "
+        f"({cpu:.2f} s CPU; BPE alone {t_bpe:.2f} s) -> {len(tokens):,} tokens"
+    )
+    prefix = word[:n_ref_chars]
+    t_ref, ref_tokens = timed(ref.tokenize, prefix)
+    t_ours, our_tokens = timed(ours.tokenize, prefix)
+    if our_tokens != ref_tokens:
+        raise SystemExit("long word: tokens differ from transformers'")
+    print(
+        f"long word, {n_ref_chars:,} letters: transformers {t_ref:.2f} s | flaubert_np "
+        f"{t_ours:.2f} s | same tokens"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokenizer", type=Path, help="a FlauBERT tokenizer folder")
     parser.add_argument("--cased", action="store_true", help="learn a cased vocabulary")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--long-word", type=int, default=200_000, metavar="CHARS")
+    parser.add_argument(
+        "--long-word-reference",
+        type=int,
+        default=20_000,
+        metavar="CHARS",
+        help="transformers' BPE is quadratic: time it on a shorter prefix",
+    )
+    parser.add_argument("--long-word-only", action="store_true", help="skip the STS sentences")
     args = parser.parse_args(argv)
 
     import transformers
@@ -83,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     def encode_ours(batch):
         return ours(batch, **kwargs)
 
+    if args.long_word_only:
+        long_word(ours, ref, args.long_word, args.long_word_reference)
+        return 0
     print(
         f"{len(sentences)} sentences, batches of {args.batch_size}, do_lowercase="
         f"{ours.do_lowercase}, transformers {transformers.__version__}"
@@ -99,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{label}: transformers {speed_ref:7,.0f} sentences/s | flaubert_np "
             f"{speed_ours:7,.0f} sentences/s | flaubert_np / transformers = {t_ref / t_ours:.2f}"
         )
+    long_word(ours, ref, args.long_word, args.long_word_reference)
     return 0
 
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 
-from flaubert_np.tokenizer import moses_words
+from flaubert_np.moses import moses_words
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<unk>", *(f"<special{i}>" for i in range(10))]
 END_OF_WORD = "</w>"

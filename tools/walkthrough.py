@@ -29,6 +29,8 @@ OTHERS = ["Un avion décolle.", "Une femme coupe des oignons."]
 
 LAYERS = "../flaubert_np/layers.py"
 TOKENIZER = "../flaubert_np/tokenizer.py"
+MOSES = "../flaubert_np/moses.py"
+BPE = "../flaubert_np/bpe.py"
 MODEL_PY = "../flaubert_np/model.py"
 
 
@@ -60,10 +62,10 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
         split_heads,
     )
     from flaubert_np.modules import transformer_dir
+    from flaubert_np.moses import moses_words
     from flaubert_np.sentence import SentenceEncoder
     from flaubert_np.similarity import cos_sim
     from flaubert_np.svg import attention_grid_svg, token_labels
-    from flaubert_np.tokenizer import moses_words
     from flaubert_np.weights import load_weights
 
     encoder = SentenceEncoder.from_pretrained(model)
@@ -184,7 +186,7 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     )
     add("## 1. Text to tokens\n")
     add(
-        f"{link('moses_words', TOKENIZER)} cleans the text as FlauBERT's tokenizer does (Unicode "
+        f"{link('moses_words', MOSES)} cleans the text as FlauBERT's tokenizer does (Unicode "
         "punctuation to ASCII, control characters dropped, Moses punctuation normalisation"
         f"{', lower-casing' if tok.do_lowercase else ''}) and splits it into words with the "
         "Moses tokenizer for French"
@@ -197,7 +199,7 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     )
     add("```text\n" + "  ".join(words) + "\n```\n")
     add(
-        f"{link('bpe', TOKENIZER)} then cuts each word into pieces of the vocabulary, merging "
+        f"{link('bpe', BPE)} then cuts each word into pieces of the vocabulary, merging "
         "characters in the order learnt from the training text. A word's last piece ends in "
         "`</w>`; a word the vocabulary lacks comes out in several pieces"
         + (
