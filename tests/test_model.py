@@ -13,24 +13,12 @@ import pytest
 import safetensors.numpy
 import torch
 import transformers
-from conftest import CONFIGS, TOL, load_both, make_cases
+from conftest import CONFIGS, TOL, load_both, make_cases, max_diffs
 
 from flaubert_np.config import FlaubertConfig
 
 # Tiny models on two busy cores: one torch thread is faster, and changes no number that matters.
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
-
-def max_diffs(ours, ref_hidden, ref_attentions) -> tuple[float, float]:
-    """Largest |ours - reference| over all hidden states, and over all attention maps."""
-    pairs_h = list(zip(ours.hidden_states, ref_hidden, strict=True))
-    pairs_a = list(zip(ours.attentions, ref_attentions, strict=True))
-    for a, b in pairs_h + pairs_a:
-        assert a.dtype == np.float32 and a.shape == tuple(b.shape)
-    assert ours.last_hidden_state is ours.hidden_states[-1]
-    hidden = max(float(np.abs(a - b).max()) for a, b in pairs_h)
-    attn = max(float(np.abs(a - b).max()) for a, b in pairs_a)
-    return hidden, attn
 
 
 @pytest.mark.parametrize("case", list(make_cases(FlaubertConfig(n_words=10))))
