@@ -239,21 +239,33 @@ def max_diffs(ours, ref_hidden, ref_attentions) -> tuple[float, float]:
     return hidden, attn
 
 
+def prenorm_cases() -> list[str]:
+    """The case names the pre_norm golden file holds, in its order."""
+    with np.load(PRENORM_GOLDENS) as goldens:
+        return [str(name) for name in goldens["cases"]]
+
+
 @pytest.fixture(scope="session")
 def prenorm_goldens(tmp_path_factory):
-    """transformers 4.57's pre_norm goldens (tools/goldens_prenorm_tf4.py), and their model
-    written out as a checkpoint folder, so that it loads the normal way."""
+    """transformers 4.57's pre_norm goldens (tools/goldens_prenorm_tf4.py): (the arrays, load),
+    load(case) -> flaubert-np's FlaubertModel of that case, its config and weights written out
+    as a checkpoint folder first, so that it loads the normal way."""
     import safetensors.numpy
 
     from flaubert_np.model import FlaubertModel
 
     goldens = np.load(PRENORM_GOLDENS)
-    folder = tmp_path_factory.mktemp("prenorm")
-    (folder / "config.json").write_text(str(goldens["config_json"]))
-    weights = {k[len("weight/") :]: goldens[k] for k in goldens.files if k.startswith("weight/")}
-    safetensors.numpy.save_file(weights, folder / "model.safetensors")
-    return goldens, FlaubertModel.from_pretrained(folder)
 
+    @functools.cache
+    def load(case: str) -> FlaubertModel:
+        folder = tmp_path_factory.mktemp("prenorm")
+        (folder / "config.json").write_text(str(goldens[f"{case}/config_json"]))
+        prefix = f"{case}/weight/"
+        weights = {k[len(prefix) :]: goldens[k] for k in goldens.files if k.startswith(prefix)}
+        safetensors.numpy.save_file(weights, folder / "model.safetensors")
+        return FlaubertModel.from_pretrained(folder)
+
+    return goldens, load
 
 
 # ------------------------------------------------------------------------------------------------

@@ -120,15 +120,6 @@ def test_fast_forward_on_mixed_lengths_in_small_blocks(flaubert_checkpoint, monk
     assert np.all(got[mask == 0] == 0)
 
 
-def test_pre_norm_fast_forward_matches_transformers_4_goldens(prenorm_goldens):
-    goldens, model = prenorm_goldens
-    for case in ("attention_mask", "pad_ids", "length_1", "max_length"):
-        inputs = {key: goldens[f"{case}/{key}"] for key in ("input_ids", "attention_mask")
-                  if f"{case}/{key}" in goldens.files}  # fmt: skip
-        got = model(**inputs).last_hidden_state
-        assert np.abs(got - goldens[f"{case}/hidden_states"][-1]).max() <= TOL
-
-
 def test_which_forward_runs(flaubert_checkpoint, monkeypatch):
     calls = []
     monkeypatch.setattr(fast, "forward", lambda *args: calls.append(1) or _fail())

@@ -28,9 +28,9 @@ FACTORS: dict[str, list[Any]] = {
     "position_ids": [False, True],
 }
 
-VOCAB_SIZE = 40
-MAX_POSITIONS = 16
-SEQ = 10  # the mixed batch's length
+VOCAB_SIZE = 24
+MAX_POSITIONS = 12
+SEQ = MAX_POSITIONS  # the mixed batch's length: its full row reaches the last position
 # The mixed batch's rows: full, padded, all padding, length 1, and a row of 8 tokens with the pad
 # id at position 3 (without a mask or lengths, transformers then counts 7 tokens and drops the
 # last one; with them, the pad id is an ordinary token).
