@@ -67,6 +67,7 @@ def main() -> None:
     if not transformers.__version__.startswith("4."):
         sys.exit(f"needs transformers 4.x (found {transformers.__version__}): {SETUP}")
 
+    torch.set_num_threads(1)  # the same sums on any machine's thread count
     arrays = {"transformers_version": np.array(transformers.__version__)}
     cases = option_pairs.cases()
     arrays["cases"] = np.array(list(cases))
