@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, TOL, load_both, make_cases
+from conftest import CONFIGS, TOL, load_both, make_cases, our_forward
 
 from flaubert_np import fast, layers
 from flaubert_np.config import FlaubertConfig
@@ -90,8 +90,11 @@ def test_attention_of_equal_length_sentences_matches_the_masked_plain_one():
 def test_fast_forward_matches_plain_and_transformers(flaubert_checkpoint, name, case):
     ours, ref = load_both(flaubert_checkpoint(**CONFIGS[name]))
     inputs = make_cases(ours.config)[case]
-    got = ours(**inputs).last_hidden_state  # no hidden states asked for: the fast path
-    plain = ours(**inputs, output_hidden_states=True).last_hidden_state
+    out, ran = our_forward(ours, inputs, "fast")
+    # fast.py has no causal mask: the causal model falls back to the plain forward (asserted).
+    assert ran == ("plain" if ours.config.causal else "fast")
+    got = out.last_hidden_state
+    plain = our_forward(ours, inputs, "plain")[0].last_hidden_state
     with torch.no_grad():
         expected = ref(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state
     assert got.dtype == np.float32 and got.shape == plain.shape

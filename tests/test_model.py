@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import torch
-from conftest import CONFIGS, TOL, load_both, make_cases, max_diffs
+from conftest import CONFIGS, TOL, load_both, make_cases, max_diffs, our_forward
 
 from flaubert_np.config import FlaubertConfig
 
@@ -31,7 +31,8 @@ def test_parity_with_transformers(flaubert_checkpoint, name, case):
             output_hidden_states=True,
             output_attentions=True,
         )
-    got = ours(**inputs, output_hidden_states=True, output_attentions=True)
+    got, ran = our_forward(ours, inputs, "plain")
+    assert ran == "plain"
     assert len(got.hidden_states) == ours.config.n_layers + 1
     hidden, attn = max_diffs(
         got, [t.numpy() for t in expected.hidden_states], [t.numpy() for t in expected.attentions]
