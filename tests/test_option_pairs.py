@@ -9,10 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 from conftest import TOL, load_both, load_tool, max_diffs, our_forward
-
-pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("torch_single_thread")]
 
 option_pairs = load_tool("option_pairs")
 CASES = option_pairs.cases()
@@ -49,9 +46,13 @@ def test_the_mixed_batch_has_every_kind_of_row():
     assert sorted((ids != 2).sum(axis=1)) == [0, 1, 6, 7, option_pairs.SEQ]
 
 
+@pytest.mark.oracle
+@pytest.mark.usefixtures("torch_single_thread")
 @pytest.mark.parametrize("batch", ["mixed", "no_real_token"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_plain_and_fast_forward_match_transformers(flaubert_checkpoint, name, batch):
+    import torch
+
     case = CASES[name]
     seed = list(CASES).index(name)
     ours, ref = load_both(flaubert_checkpoint(seed=seed, **option_pairs.model_config(case)))

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from sentence_transformers import SentenceTransformer
 
 from flaubert_np.pooling import POOLING_MODES
 from flaubert_np.sentence import SentenceEncoder
@@ -41,6 +40,8 @@ def sentences(stsb_sentences) -> list[str]:
     ids=lambda p: p if isinstance(p, str) else "+".join(p),
 )
 def test_parity_with_sentence_transformers(sentence_model, sentences, pooling, head):
+    from sentence_transformers import SentenceTransformer
+
     modes = [pooling] if isinstance(pooling, str) else list(pooling)
     path = sentence_model(pooling, **HEADS[head])
     saved = json.loads((path / "1_Pooling" / "config.json").read_text())["pooling_mode"]
