@@ -36,6 +36,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def main() -> None:
         sys.exit(f"needs transformers 4.x (found {transformers.__version__}): {SETUP}")
 
     torch.set_num_threads(1)  # the same sums on any machine's thread count
-    arrays = {"transformers_version": np.array(transformers.__version__)}
+    arrays: dict[str, Any] = {"transformers_version": np.array(transformers.__version__)}
     cases = option_pairs.cases()
     arrays["cases"] = np.array(list(cases))
     for seed, (name, config) in enumerate(spec().items()):

@@ -35,6 +35,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,8 @@ SEED = 0
 
 # The model in model/ and the variants in variants/<name>/: FlauBERT config, pooling modes
 # (concatenated in sentence-transformers' order), Dense output size (Tanh) or None, Normalize.
-MAIN = {"config": CONFIG, "pooling": ["mean"], "dense": None, "normalize": False}
-VARIANTS = {
+MAIN: dict[str, Any] = {"config": CONFIG, "pooling": ["mean"], "dense": None, "normalize": False}
+VARIANTS: dict[str, dict[str, Any]] = {
     "max": {**MAIN, "pooling": ["max"]},
     "mean_dense_normalize": {**MAIN, "dense": 12, "normalize": True},
     "size_32_cls_max_dense": {
