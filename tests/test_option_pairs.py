@@ -32,7 +32,7 @@ def test_the_cases_hold_every_pair_of_option_values():
     for case in CASES.values():  # each value is one of its option's, every option set
         assert case.keys() == factors.keys()
         assert all(case[name] in values for name, values in factors.items())
-    assert len(CASES) <= 20  # pairwise, not the 1,728 combinations
+    assert len(CASES) <= 20  # pairwise, not the 2,304 combinations
     assert CASES == option_pairs.cases()  # deterministic
 
 

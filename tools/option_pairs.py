@@ -1,8 +1,8 @@
 """FlauBERT options crossed pairwise: the encoder parity cases of tests/test_option_pairs.py
 (against transformers 5) and of tools/goldens_prenorm_tf4.py (pre_norm, against transformers 4.57).
 
-Testing every combination of the options below would take 2 * 3 * 2 * 2 * 2 * 3 * 3 * 2 * 2 =
-1,728 models; a bug that needs two options together (causal with langs, relu with 12 dims, ...)
+Testing every combination of the options below would take 2 * 3 * 2 * 2 * 2 * 3 * 4 * 2 * 2 =
+2,304 models; a bug that needs two options together (causal with langs, relu with 12 dims, ...)
 shows up in a set that holds every *pair* of option values at least once, which `all_pairs`
 builds greedily in about a dozen cases. NumPy only: the tests and the golden tool (which runs
 under another transformers) import it alike.
@@ -23,7 +23,9 @@ FACTORS: dict[str, list[Any]] = {
     "activation": ["gelu", "relu"],
     "layer_norm_eps": [1e-12, 1e-6],
     "dims": ["16x4", "12x3", "8x1"],  # emb_dim x n_heads
-    "padding": ["attention_mask", "lengths", "pad_ids"],  # how padding is told to the model
+    # How padding is told to the model; "mask_over_lengths": an attention mask and lengths that
+    # say every token is real, where transformers (and flaubert-np) follow the mask.
+    "padding": ["attention_mask", "lengths", "pad_ids", "mask_over_lengths"],
     "token_type_ids": [False, True],
     "position_ids": [False, True],
 }
@@ -132,10 +134,12 @@ def batches(case: dict[str, Any], pad: int, seed: int) -> dict[str, dict[str, np
         if case["padding"] == "pad_ids":
             ids[~real] = pad
         inputs = {"input_ids": ids}
-        if case["padding"] == "attention_mask":
+        if case["padding"] in ("attention_mask", "mask_over_lengths"):
             inputs["attention_mask"] = real.astype(np.int64)
-        elif case["padding"] == "lengths":
+        if case["padding"] == "lengths":
             inputs["lengths"] = np.array(lengths, dtype=np.int64)
+        elif case["padding"] == "mask_over_lengths":
+            inputs["lengths"] = np.full(len(lengths), seq, dtype=np.int64)
         if case["langs"] != "none":
             inputs["langs"] = rng.integers(0, 3, size=ids.shape)
         if case["token_type_ids"]:
