@@ -197,22 +197,75 @@ def load_both(folder: Path) -> tuple:
     return ours, ref
 
 
+def our_forward(model, inputs: dict, path: str) -> tuple:
+    """flaubert-np's forward on one path, and the path that actually ran: (output, "plain" or
+    "fast").
+
+    "plain": model.py's reference forward, with every hidden state and attention map; "fast":
+    fast.py's forward (the last hidden state only), which the model may decline (a causal model
+    runs the plain forward). Every encoder parity test calls our forward through here, so how a
+    path is asked for lives in this one place.
+    """
+    from flaubert_np import fast
+
+    forward, calls = fast.forward, []
+
+    def counted(*args):
+        calls.append(1)
+        return forward(*args)
+
+    fast.forward = counted
+    try:
+        if path == "plain":
+            out = model(**inputs, output_hidden_states=True, output_attentions=True)
+        elif path == "fast":
+            out = model(**inputs)
+        else:
+            raise ValueError(f"path must be 'plain' or 'fast', not {path!r}")
+    finally:
+        fast.forward = forward
+    return out, "fast" if calls else "plain"
+
+
+def max_diffs(ours, ref_hidden, ref_attentions) -> tuple[float, float]:
+    """Largest |ours - reference| over all hidden states, and over all attention maps."""
+    pairs_h = list(zip(ours.hidden_states, ref_hidden, strict=True))
+    pairs_a = list(zip(ours.attentions, ref_attentions, strict=True))
+    for a, b in pairs_h + pairs_a:
+        assert a.dtype == np.float32 and a.shape == tuple(b.shape)
+    assert ours.last_hidden_state is ours.hidden_states[-1]
+    hidden = max(float(np.abs(a - b).max()) for a, b in pairs_h)
+    attn = max(float(np.abs(a - b).max()) for a, b in pairs_a)
+    return hidden, attn
+
+
+def prenorm_cases() -> list[str]:
+    """The case names the pre_norm golden file holds, in its order."""
+    with np.load(PRENORM_GOLDENS) as goldens:
+        return [str(name) for name in goldens["cases"]]
+
 
 @pytest.fixture(scope="session")
 def prenorm_goldens(tmp_path_factory):
-    """transformers 4.57's pre_norm goldens (tools/goldens_prenorm_tf4.py), and their model
-    written out as a checkpoint folder, so that it loads the normal way."""
+    """transformers 4.57's pre_norm goldens (tools/goldens_prenorm_tf4.py): (the arrays, load),
+    load(case) -> flaubert-np's FlaubertModel of that case, its config and weights written out
+    as a checkpoint folder first, so that it loads the normal way."""
     import safetensors.numpy
 
     from flaubert_np.model import FlaubertModel
 
     goldens = np.load(PRENORM_GOLDENS)
-    folder = tmp_path_factory.mktemp("prenorm")
-    (folder / "config.json").write_text(str(goldens["config_json"]))
-    weights = {k[len("weight/") :]: goldens[k] for k in goldens.files if k.startswith("weight/")}
-    safetensors.numpy.save_file(weights, folder / "model.safetensors")
-    return goldens, FlaubertModel.from_pretrained(folder)
 
+    @functools.cache
+    def load(case: str) -> FlaubertModel:
+        folder = tmp_path_factory.mktemp("prenorm")
+        (folder / "config.json").write_text(str(goldens[f"{case}/config_json"]))
+        prefix = f"{case}/weight/"
+        weights = {k[len(prefix) :]: goldens[k] for k in goldens.files if k.startswith(prefix)}
+        safetensors.numpy.save_file(weights, folder / "model.safetensors")
+        return FlaubertModel.from_pretrained(folder)
+
+    return goldens, load
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Each configuration is a random model that transformers builds and saves (tests/conftest.py's
 flaubert_checkpoint); both implementations load the same folder and encode the same batches.
-pre_norm, which transformers 5 cannot run, is checked against transformers 4.57 goldens
-(tools/goldens_prenorm_tf4.py).
+pre_norm, which transformers 5 cannot run, is checked against transformers 4.57 goldens in
+tests/test_prenorm.py.
 """
 
 import json
@@ -12,25 +12,12 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import torch
-import transformers
-from conftest import CONFIGS, TOL, load_both, make_cases
+from conftest import CONFIGS, TOL, load_both, make_cases, max_diffs, our_forward
 
 from flaubert_np.config import FlaubertConfig
 
 # Tiny models on two busy cores: one torch thread is faster, and changes no number that matters.
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
-
-def max_diffs(ours, ref_hidden, ref_attentions) -> tuple[float, float]:
-    """Largest |ours - reference| over all hidden states, and over all attention maps."""
-    pairs_h = list(zip(ours.hidden_states, ref_hidden, strict=True))
-    pairs_a = list(zip(ours.attentions, ref_attentions, strict=True))
-    for a, b in pairs_h + pairs_a:
-        assert a.dtype == np.float32 and a.shape == tuple(b.shape)
-    assert ours.last_hidden_state is ours.hidden_states[-1]
-    hidden = max(float(np.abs(a - b).max()) for a, b in pairs_h)
-    attn = max(float(np.abs(a - b).max()) for a, b in pairs_a)
-    return hidden, attn
 
 
 @pytest.mark.parametrize("case", list(make_cases(FlaubertConfig(n_words=10))))
@@ -44,7 +31,8 @@ def test_parity_with_transformers(flaubert_checkpoint, name, case):
             output_hidden_states=True,
             output_attentions=True,
         )
-    got = ours(**inputs, output_hidden_states=True, output_attentions=True)
+    got, ran = our_forward(ours, inputs, "plain")
+    assert ran == "plain"
     assert len(got.hidden_states) == ours.config.n_layers + 1
     hidden, attn = max_diffs(
         got, [t.numpy() for t in expected.hidden_states], [t.numpy() for t in expected.attentions]
@@ -77,35 +65,6 @@ def test_padded_positions_are_zero_and_masked_keys_get_no_attention(flaubert_che
     for a in out.attentions:
         assert np.all(a[:3][np.broadcast_to(padding[:3, None, None, :], a[:3].shape)] == 0)
         assert np.allclose(a[3], 1 / a.shape[-1])  # the all-padding row: uniform, as transformers
-
-
-# pre_norm: transformers 5 cannot run it, transformers 4.57 can (goldens).
-
-
-def test_transformers_5_still_cannot_run_pre_norm(flaubert_checkpoint):
-    """When this fails, upstream fixed pre_norm: compare against transformers 5 directly."""
-    ref = transformers.FlaubertModel.from_pretrained(flaubert_checkpoint(pre_norm=True)).eval()
-    with pytest.raises(TypeError, match="not subscriptable"), torch.no_grad():
-        ref(torch.tensor([[5, 6, 7]]))
-
-
-def test_goldens_come_from_transformers_4_pre_norm(prenorm_goldens):
-    goldens, model = prenorm_goldens
-    assert str(goldens["transformers_version"]).startswith("4.")
-    assert model.config.pre_norm and model.config.layer_norm_eps == 1e-6
-
-
-@pytest.mark.parametrize("case", ["attention_mask", "pad_ids", "length_1", "max_length"])
-def test_pre_norm_matches_transformers_4_goldens(prenorm_goldens, case):
-    goldens, model = prenorm_goldens
-    inputs = {
-        key: goldens[f"{case}/{key}"]
-        for key in ("input_ids", "attention_mask")
-        if f"{case}/{key}" in goldens.files
-    }
-    got = model(**inputs, output_hidden_states=True, output_attentions=True)
-    hidden, attn = max_diffs(got, goldens[f"{case}/hidden_states"], goldens[f"{case}/attentions"])
-    assert hidden <= TOL and attn <= TOL, (hidden, attn)
 
 
 # The call interface: inputs as transformers takes them, bad inputs refused clearly.

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -336,32 +336,90 @@ def cli(*args):
                           capture_output=True, text=True)
 
 
-def test_sigkill_then_rerun_gives_the_same_file(tmp_path, fn, stsb_sentences):
-    src = tmp_path / "corpus.txt"
-    src.write_text("".join(s + "\n" for s in stsb_sentences[:1500]), encoding="utf-8")
+# Runs the CLI in-process, writing the name of every file renamed into place (each file of the work
+# dir is written under a temporary name, then renamed) to the pipe FD; after the n-th rename onto
+# NAME it writes "stopped" and waits to be killed: the kill lands at that point, however fast or
+# slow the machine.
+RECORD_RENAMES = """
+import os, sys, time
+fd, name, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+replace, seen = os.replace, []
+def replace_and_record(src, dst, *args, **kwargs):
+    replace(src, dst, *args, **kwargs)
+    os.write(fd, os.path.basename(dst).encode() + b"\\n")
+    if os.path.basename(dst) == name:
+        seen.append(dst)
+        if len(seen) == n:
+            os.write(fd, b"stopped\\n")
+            time.sleep(600)
+os.replace = replace_and_record
+from flaubert_np.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def cli_recording_renames(*args, stop_at: tuple[str, int] = ("", 0)):
+    """Start `flaubert-np encode *args` under RECORD_RENAMES: (the process, the pipe's read end
+    as a binary file)."""
+    read_end, write_end = os.pipe()
+    name, n = stop_at
+    command = [sys.executable, "-c", RECORD_RENAMES, str(write_end), name, str(n), "encode",
+               *map(str, args)]  # fmt: skip
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, pass_fds=(write_end,))
+    os.close(write_end)
+    return run, os.fdopen(read_end, "rb")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, fn, stsb_sentences):
+    """(CLI options for a 300-line corpus in 6 chunks, the bytes of its uninterrupted run)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    src = folder / "corpus.txt"
+    src.write_text("".join(s + "\n" for s in stsb_sentences[:300]), encoding="utf-8")
     options = ["-m", fn.model, "-i", src, "--batch-size", fn.batch_size, "--chunk-lines", 50,
-               "--no-progress"]
-    full = cli(*options, "-o", tmp_path / "full.npy")
+               "--no-progress"]  # fmt: skip
+    full = cli(*options, "-o", folder / "full.npy")
     assert full.returncode == 0, full.stderr
+    return options, (folder / "full.npy").read_bytes()
 
+
+@pytest.mark.parametrize(
+    "stop_at",
+    [("checkpoint.json", 3), ("chunk-000003.npy", 1), ("chunk-000003.json", 1)],
+    ids=["after-checkpoint-3", "chunk-4-embeddings-saved", "chunk-4-saved-not-recorded"],
+)
+def test_sigkill_then_rerun_gives_the_same_file(tmp_path, uninterrupted, stop_at):
+    options, full = uninterrupted
     out = tmp_path / "killed.npy"
-    checkpoint = tmp_path / "killed.npy.partial" / "checkpoint.json"
-    command = [sys.executable, "-m", "flaubert_np.cli", "encode", *map(str, options), "-o", out]
-    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["chunks"] >= 3):
-        assert run.poll() is None, f"the run ended before it could be killed: {run.stderr.read()}"
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.01)
-    os.kill(run.pid, signal.SIGKILL)
+    work = tmp_path / "killed.npy.partial"
+    run, renames = cli_recording_renames(*options, "-o", out, stop_at=stop_at)
+    timeout = threading.Timer(120, run.kill)  # a hung run ends the pipe, and the test with it
+    timeout.start()
+    try:
+        with renames:
+            for line in renames:
+                if line == b"stopped\n":
+                    break
+            else:
+                raise AssertionError(f"the run ended before the kill point: {run.stderr.read()}")
+        os.kill(run.pid, signal.SIGKILL)
+    finally:
+        timeout.cancel()
+        run.kill()  # a no-op once killed
     assert run.wait() == -signal.SIGKILL
-    saved = json.loads(checkpoint.read_text())
-    assert 3 <= saved["chunks"] < 30 and not out.exists()  # killed midway, no final file
+    assert json.loads((work / "checkpoint.json").read_text())["chunks"] == 3  # killed midway
+    assert (work / stop_at[0]).exists() and not out.exists()
 
-    again = cli(*options, "-o", out)
-    assert again.returncode == 0, again.stderr
-    assert out.read_bytes() == (tmp_path / "full.npy").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "full.npy", "killed.npy"]
+    again, renames = cli_recording_renames(*options, "-o", out)
+    with renames:
+        redone = {line.strip().decode() for line in renames}
+    assert again.wait() == 0, again.stderr.read()
+    # Resumed: the three recorded chunks were kept, the others written now.
+    assert {n for n in redone if n.startswith("chunk-")} == {
+        f"chunk-{i:06d}.{ext}" for i in range(3, 6) for ext in ("npy", "json")
+    }
+    assert out.read_bytes() == full
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.npy"]  # the work dir is gone
 
 
 def test_cli_json_lines_with_ids(tmp_path, fn):
