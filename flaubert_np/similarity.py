@@ -1,4 +1,7 @@
-"""Cosine similarity and semantic search, as sentence_transformers.util does them.
+"""Similarity scores and semantic search, as sentence_transformers.util does them.
+
+Matrix scores (`cos_sim`, `dot_score`) compare every row of `a` with every row of `b`; the
+`pairwise_*` scores compare row i of `a` with row i of `b` only.
 
 Inputs are NumPy arrays (or lists); float16 is computed in float32 like sentence-transformers,
 float32 and float64 stay as they are. A zero vector has similarity 0 with everything: vectors are
@@ -6,6 +9,9 @@ divided by max(||v||, 1e-12), as torch.nn.functional.normalize does.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +46,69 @@ def cos_sim(a, b) -> np.ndarray:
     b = _as_float_matrix(b, "b")
     _check_same_dim(a, b, "a and b")
     return normalize(a) @ normalize(b).T
+
+
+def dot_score(a, b) -> np.ndarray:
+    """Dot product of every row of `a` with every row of `b`: out[i, j] = a[i] . b[j]."""
+    # [n, dim] or [dim], [m, dim] or [dim] -> [n, m]
+    a = _as_float_matrix(a, "a")
+    b = _as_float_matrix(b, "b")
+    _check_same_dim(a, b, "a and b")
+    return a @ b.T
+
+
+def _pairwise(
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> Callable[[Any, Any], np.ndarray]:
+    """A row-by-row score of two [n, dim] arrays (or two [dim] vectors: then one number)."""
+
+    def pairwise(a: Any, b: Any) -> np.ndarray:
+        single = np.ndim(a) == 1 and np.ndim(b) == 1
+        a, b = _as_float_matrix(a, "a"), _as_float_matrix(b, "b")
+        if a.shape != b.shape:
+            raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
+        out = score(a, b)
+        return out[0] if single else out
+
+    pairwise.__name__, pairwise.__doc__ = score.__name__, score.__doc__
+    return pairwise
+
+
+@_pairwise
+def pairwise_cos_sim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """out[i] = cos(a[i], b[i])."""
+    # [n, dim], [n, dim] -> [n]
+    return (normalize(a) * normalize(b)).sum(axis=-1)
+
+
+@_pairwise
+def pairwise_dot_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """out[i] = a[i] . b[i]."""
+    # [n, dim], [n, dim] -> [n]
+    return (a * b).sum(axis=-1)
+
+
+@_pairwise
+def pairwise_euclidean_sim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """out[i] = -||a[i] - b[i]||: higher is more similar."""
+    # [n, dim], [n, dim] -> [n]
+    return -np.linalg.norm(a - b, axis=-1)
+
+
+@_pairwise
+def pairwise_manhattan_sim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """out[i] = -sum |a[i] - b[i]|: higher is more similar."""
+    # [n, dim], [n, dim] -> [n]
+    return -np.abs(a - b).sum(axis=-1)
+
+
+# similarity_fn_name (config_sentence_transformers.json) -> its pairwise score
+PAIRWISE_FUNCTIONS = {
+    "cosine": pairwise_cos_sim,
+    "dot": pairwise_dot_score,
+    "euclidean": pairwise_euclidean_sim,
+    "manhattan": pairwise_manhattan_sim,
+}
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
