@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from flaubert_np import hub
+
 # transformers' "no limit" model_max_length, and the bound above which a length counts as "no limit"
 VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
@@ -460,12 +462,17 @@ class FlaubertTokenizer:
     # -- loading ------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path) -> FlaubertTokenizer:
+    def from_pretrained(
+        cls, model_dir: str | Path, *, revision: str | None = None,
+        cache_dir: str | Path | None = None, local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> FlaubertTokenizer:
         """Read vocab.json, merges.txt and the optional tokenizer_config.json,
-        special_tokens_map.json and added_tokens.json of a FlauBERT repository."""
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"tokenizer directory not found: {model_dir}")
+        special_tokens_map.json and added_tokens.json of a FlauBERT repository: a folder, "demo"
+        or a Hugging Face Hub id (see flaubert_np/hub.py; the weights are not downloaded)."""
+        model_dir = hub.resolve_model_dir(
+            model_dir, revision, cache_dir, local_files_only, token, weights=False
+        )
         for name in ("vocab.json", "merges.txt"):
             if not (model_dir / name).is_file():
                 raise FileNotFoundError(
