@@ -31,9 +31,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-import transformers
-from random_weights import randomize_flaubert
+from oracles import require
+
+require("goldens_prenorm_tf4.py", "torch", "transformers",
+        install='pip install "transformers==4.57.*" torch (see the docstring)')  # fmt: skip
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from random_weights import randomize_flaubert  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "goldens" / "prenorm_tf4.npz"
 

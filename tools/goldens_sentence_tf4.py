@@ -33,17 +33,23 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import sentence_transformers
-import torch
-import transformers
-from sentence_transformers import SentenceTransformer, models
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # learn_bpe uses flaubert_np.tokenizer's Moses pipeline
 sys.path.insert(0, str(ROOT / "tools"))
 
+from oracles import require  # noqa: E402
+
+OLD_STACK = 'pip install "transformers==4.57.*" "sentence-transformers==3.4.1" torch'
+require("goldens_sentence_tf4.py", "torch", "transformers", "sentence_transformers",
+        install=OLD_STACK)  # fmt: skip
+
+import sentence_transformers  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
 from learn_bpe import learn_bpe  # noqa: E402
 from random_weights import randomize_flaubert  # noqa: E402
+from sentence_transformers import SentenceTransformer, models  # noqa: E402
 
 OUT = ROOT / "tests" / "goldens" / "sentence_tf4"
 STSB = ROOT / "tests" / "data" / "stsb-fr"
