@@ -30,6 +30,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -557,6 +558,18 @@ class SentenceEncoder:
         return min(self.embedding_dimension, self.truncate_dim or self.embedding_dimension)
 
     get_sentence_embedding_dimension = get_embedding_dimension  # sentence-transformers' old name
+
+    @contextmanager
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Within `with encoder.truncate_embeddings(64):`, encode() keeps 64 dimensions."""
+        saved, self.truncate_dim = self.truncate_dim, _check_truncate_dim(truncate_dim)
+        try:
+            yield
+        finally:
+            self.truncate_dim = saved
+
+    def get_max_seq_length(self) -> int | None:
+        return self.max_seq_length
 
     @property
     def max_seq_length(self) -> int | None:

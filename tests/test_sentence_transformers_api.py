@@ -133,6 +133,18 @@ def test_truncate_dim_at_load(sentence_model, sentences):
     assert ours.encode([]).shape == (0, 12)
 
 
+def test_truncate_embeddings_context(models, sentences):
+    ours, reference = models
+    with ours.truncate_embeddings(7), reference.truncate_embeddings(7):
+        got, expected = ours.encode(sentences), reference.encode(sentences)
+        assert ours.get_embedding_dimension() == reference.get_embedding_dimension() == 7
+    assert got.shape == (len(sentences), 7) and max_diff(got, expected) <= TOL
+    assert ours.truncate_dim is None and ours.encode(sentences).shape == (len(sentences), 32)
+    with pytest.raises(ValueError, match="truncate_dim"), ours.truncate_embeddings(0):
+        pass
+    assert ours.get_max_seq_length() == reference.get_max_seq_length() == 32
+
+
 @pytest.mark.parametrize("dense", [None, "Tanh"])
 def test_get_sentence_embedding_dimension(sentence_model, dense):
     path = sentence_model("mean", dense=dense)
