@@ -31,7 +31,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -570,6 +570,10 @@ class SentenceEncoder:
 
     def get_max_seq_length(self) -> int | None:
         return self.max_seq_length
+
+    def set_pooling_include_prompt(self, include_prompt: bool) -> None:
+        """Whether pooling averages over the prompt's tokens too (INSTRUCTOR models: False)."""
+        self.pooling = replace(self.pooling, include_prompt=bool(include_prompt))
 
     @property
     def max_seq_length(self) -> int | None:

@@ -195,6 +195,17 @@ def test_encode_document_falls_back_as_sentence_transformers(sentence_model, sen
     assert max_diff(ours.encode_query(sentences), reference.encode_query(sentences)) <= TOL
 
 
+def test_set_pooling_include_prompt(sentence_model, sentences):
+    ours = SentenceEncoder.from_pretrained(sentence_model("mean", prompts=PROMPTS))
+    reference = SentenceTransformer(str(sentence_model("mean", prompts=PROMPTS)), device="cpu")
+    with_prompt = ours.encode_query(sentences)
+    ours.set_pooling_include_prompt(False)
+    reference.set_pooling_include_prompt(False)
+    got = ours.encode_query(sentences)
+    assert max_diff(got, reference.encode_query(sentences)) <= TOL
+    assert max_diff(got, with_prompt) > 0.01
+
+
 # ---------------------------------------------------------------------------------------------
 # similarity_pairwise, dot_score and the pairwise scores
 
