@@ -488,8 +488,9 @@ class SentenceEncoder:
             return results[0]
         if output_value == "token_embeddings" or not convert_to_numpy:
             return results
-        if not results:
-            return np.zeros((0, self.get_embedding_dimension()), dtype=np.float32)
+        if not results:  # [0, dim], in the dtype and width of the precision
+            empty = np.zeros((0, self.get_embedding_dimension()), dtype=np.float32)
+            return quantize_embeddings(empty, precision)
         return np.stack(results)
 
     def _prompt(self, prompt: str | None, prompt_name: str | None) -> tuple[str | None, int]:

@@ -99,6 +99,14 @@ def test_encode_precision_of_one_sentence_needs_ranges(models):
     assert np.array_equal(got, reference.encode("Une phrase.", precision="ubinary"))
 
 
+def test_encode_nothing_in_each_precision(models):
+    ours = models[0]
+    assert ours.encode([]).shape == (0, 32) and ours.encode([]).dtype == np.float32
+    for precision, dtype in (("int8", np.int8), ("uint8", np.uint8)):
+        assert ours.encode([], precision=precision).dtype == dtype
+    assert ours.encode([], precision="binary").shape == (0, 4)
+
+
 def test_bad_precision(models):
     with pytest.raises(ValueError, match="precision must be one of float32, int8, uint8, binary"):
         models[0].encode(["a"], precision="float16")
