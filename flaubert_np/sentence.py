@@ -281,7 +281,7 @@ class SentenceEncoder:
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.heads = list(heads)  # Dense / Normalize, applied in order after pooling
-        self.max_seq_length = max_seq_length
+        self._max_seq_length = max_seq_length  # as the model files say; the setter checks yours
         self.do_lower_case = do_lower_case
         if token_type_ids not in ("zeros", "none"):
             raise ValueError(f"token_type_ids must be 'zeros' or 'none', got {token_type_ids!r}")
