@@ -18,41 +18,7 @@ from typing import Any
 import numpy as np
 
 from flaubert_np.pooling import normalize
-from flaubert_np.similarity import _as_float_matrix, cos_sim
-
-
-def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k highest scores and their column indices, highest first."""
-    # [n, m] -> [n, k], [n, k]
-    k = min(k, scores.shape[1])
-    if k < scores.shape[1]:
-        idx = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
-    else:
-        idx = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    values = np.take_along_axis(scores, idx, axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")
-    return np.take_along_axis(values, order, axis=1), np.take_along_axis(idx, order, axis=1)
-
-
-def _nearest(
-    queries: np.ndarray,
-    corpus: np.ndarray,
-    k: int,
-    corpus_chunk_size: int,
-    score_function: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> tuple[list[list[float]], list[list[int]]]:
-    """Each query's k highest-scoring corpus entries (scores, indices), over corpus chunks."""
-    # [q, dim], [n, dim] -> q x k scores, q x k indices
-    best_values = np.zeros((len(queries), 0), dtype=np.float32)
-    best_idx = np.zeros((len(queries), 0), dtype=np.int64)
-    for start in range(0, len(corpus), corpus_chunk_size):
-        scores = np.asarray(score_function(queries, corpus[start : start + corpus_chunk_size]))
-        values, idx = _top_k_rows(scores, k)
-        values = np.concatenate([best_values, values], axis=1)
-        idx = np.concatenate([best_idx, idx + start], axis=1)
-        best_values, pos = _top_k_rows(values, k)
-        best_idx = np.take_along_axis(idx, pos, axis=1)
-    return best_values.tolist(), best_idx.tolist()
+from flaubert_np.similarity import _as_float_matrix, _positive_int, cos_sim, nearest
 
 
 def paraphrase_mining(
@@ -101,8 +67,7 @@ def paraphrase_mining_embeddings(
     direction's score is kept per pair."""
     for name, value in (("query_chunk_size", query_chunk_size), ("max_pairs", max_pairs),
                         ("corpus_chunk_size", corpus_chunk_size), ("top_k", top_k)):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _positive_int(value, name)
     embeddings = _as_float_matrix(embeddings, "embeddings")
     n = len(embeddings)
     pairs: list[tuple[float, int, int]] = []  # min-heap of (score, i, j), at most max_pairs
@@ -111,12 +76,11 @@ def paraphrase_mining_embeddings(
     for q_start in range(0, n, query_chunk_size):
         queries = embeddings[q_start : q_start + query_chunk_size]
         # each query's top_k + 1 neighbours: itself (most likely) and top_k others
-        values, idx = _nearest(queries, embeddings, top_k + 1, corpus_chunk_size, score_function)
-        for row, (row_values, row_idx) in enumerate(zip(values, idx, strict=True)):
-            i = q_start + row
-            for j, score in [(j, s) for j, s in zip(row_idx, row_values, strict=True) if j != i][
-                :top_k
-            ]:
+        values, idx = nearest(queries, embeddings, top_k + 1, corpus_chunk_size, score_function)
+        rows = zip(values.tolist(), idx.tolist(), strict=True)
+        for i, (row_values, row_idx) in enumerate(rows, q_start):
+            others = [(j, score) for j, score in zip(row_idx, row_values, strict=True) if j != i]
+            for j, score in others[:top_k]:
                 if score <= min_score:
                     continue
                 pair = (i, j) if i < j else (j, i)
@@ -141,13 +105,8 @@ def community_detection(
 ) -> list[list[int]]:
     """Communities of embeddings [n, dim]: each a list of indices, its central point first, then
     the others by decreasing cosine similarity with it; largest community first."""
-    if isinstance(min_community_size, bool) or not isinstance(min_community_size, int) \
-            or min_community_size < 1:  # fmt: skip
-        raise ValueError(
-            f"min_community_size must be a positive integer, got {min_community_size!r}"
-        )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _positive_int(min_community_size, "min_community_size")
+    _positive_int(batch_size, "batch_size")
     if len(embeddings) == 0:
         return []
     embeddings = normalize(_as_float_matrix(embeddings, "embeddings"))

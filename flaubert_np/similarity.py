@@ -123,30 +123,72 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return candidates[order[:k]]
 
 
+def _positive_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def nearest(
+    queries: np.ndarray,
+    corpus: np.ndarray,
+    k: int,
+    corpus_chunk_size: int,
+    score_function: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's k highest-scoring corpus rows, scored `corpus_chunk_size` rows at a time:
+    (scores, corpus ids), highest first, equal scores in corpus order."""
+    # [q, dim], [n, dim] -> [q, min(k, n)], [q, min(k, n)]
+    best = np.zeros((len(queries), 0), dtype=np.float32)
+    best_ids = np.zeros((len(queries), 0), dtype=np.int64)
+    for start in range(0, len(corpus), corpus_chunk_size):
+        scores = np.asarray(score_function(queries, corpus[start : start + corpus_chunk_size]))
+        # the best so far come first, so that ties keep corpus order
+        candidates = np.concatenate([best, scores], axis=1)
+        ids = np.concatenate([best_ids, np.broadcast_to(start + np.arange(scores.shape[1]),
+                                                        scores.shape)], axis=1)  # fmt: skip
+        keep = np.array([_top_k(row, k) for row in candidates], dtype=np.int64)
+        keep = keep.reshape(len(queries), min(k, candidates.shape[1]))
+        best = np.take_along_axis(candidates, keep, axis=1)
+        best_ids = np.take_along_axis(ids, keep, axis=1)
+    return best, best_ids
+
+
 def semantic_search(
-    query_embeddings, corpus_embeddings, top_k: int = 10
+    query_embeddings: Any,
+    corpus_embeddings: Any,
+    query_chunk_size: int = 100,
+    corpus_chunk_size: int = 500000,
+    top_k: int = 10,
+    score_function: Callable[[np.ndarray, np.ndarray], np.ndarray] = cos_sim,
 ) -> list[list[dict[str, int | float]]]:
-    """For each query, the `top_k` corpus entries most cosine-similar to it.
+    """For each query, the `top_k` corpus entries that score highest with it (cosine default).
 
     Returns one list per query of {"corpus_id": int, "score": float}, highest score first, like
     sentence_transformers.util.semantic_search. Equal scores come in corpus order here;
     sentence-transformers leaves their order to torch.topk and its heap.
     """
     # [n_queries, dim] or [dim], [n_corpus, dim] -> n_queries lists of min(top_k, n_corpus)
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    _positive_int(top_k, "top_k")
+    _positive_int(query_chunk_size, "query_chunk_size")
+    _positive_int(corpus_chunk_size, "corpus_chunk_size")
     if np.ndim(corpus_embeddings) != 2:
         shape = np.shape(corpus_embeddings)
         raise ValueError(f"corpus_embeddings must be [n, dim], got shape {shape}")
     queries = _as_float_matrix(query_embeddings, "query_embeddings")
     corpus = _as_float_matrix(corpus_embeddings, "corpus_embeddings")
     _check_same_dim(queries, corpus, "query_embeddings and corpus_embeddings")
-    corpus = normalize(corpus)  # once, not once per chunk of queries
+    score = score_function
+    if score_function is cos_sim:  # normalise the corpus once, not once per chunk of queries
+        corpus = normalize(corpus)
+
+        def score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return normalize(a) @ b.T
+
     results = []
-    chunk = 100  # queries scored at once: bounds the [chunk, n_corpus] score matrix
-    for start in range(0, len(queries), chunk):
-        scores = normalize(queries[start : start + chunk]) @ corpus.T  # [chunk, n_corpus]
-        for row in scores:
-            ids = _top_k(row, top_k)
-            results.append([{"corpus_id": int(i), "score": float(row[i])} for i in ids])
+    for start in range(0, len(queries), query_chunk_size):
+        chunk = queries[start : start + query_chunk_size]
+        scores, ids = nearest(chunk, corpus, top_k, corpus_chunk_size, score)
+        for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
+            hits = zip(row_ids, row_scores, strict=True)
+            results.append([{"corpus_id": i, "score": s} for i, s in hits])
     return results

@@ -428,3 +428,35 @@ def test_community_detection_defaults_and_edges(models, reference_embeddings, se
     assert flaubert_np.community_detection(ours[:3], min_community_size=4) == []
     with pytest.raises(ValueError, match="min_community_size must be a positive integer"):
         flaubert_np.community_detection(ours, min_community_size=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# semantic_search: sentence-transformers' parameters
+
+
+@pytest.mark.parametrize("score", ["cos_sim", "dot_score"])
+@pytest.mark.parametrize(("query_chunk_size", "corpus_chunk_size"), [(100, 500000), (3, 7)])
+def test_semantic_search_parameters(
+    reference_embeddings, score, query_chunk_size, corpus_chunk_size
+):
+    queries, corpus = reference_embeddings[:10], reference_embeddings[10:]
+    got = flaubert_np.semantic_search(
+        queries, corpus, query_chunk_size, corpus_chunk_size, 5, getattr(flaubert_np, score)
+    )
+    expected = util.semantic_search(
+        torch.from_numpy(queries),
+        torch.from_numpy(corpus),
+        query_chunk_size,
+        corpus_chunk_size,
+        5,
+        getattr(util, score),
+    )
+    assert [[h["corpus_id"] for h in q] for q in got] == [
+        [h["corpus_id"] for h in q] for q in expected
+    ]
+    assert (
+        max_diff([h["score"] for q in got for h in q], [h["score"] for q in expected for h in q])
+        <= TOL
+    )
+    with pytest.raises(ValueError, match="corpus_chunk_size must be a positive integer"):
+        flaubert_np.semantic_search(queries, corpus, corpus_chunk_size=0)
