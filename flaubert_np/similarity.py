@@ -144,12 +144,14 @@ def nearest(
         scores = np.asarray(score_function(queries, corpus[start : start + corpus_chunk_size]))
         # the best so far come first, so that ties keep corpus order
         candidates = np.concatenate([best, scores], axis=1)
-        ids = np.concatenate([best_ids, np.broadcast_to(start + np.arange(scores.shape[1]),
-                                                        scores.shape)], axis=1)  # fmt: skip
         keep = np.array([_top_k(row, k) for row in candidates], dtype=np.int64)
-        keep = keep.reshape(len(queries), min(k, candidates.shape[1]))
+        keep = keep.reshape(len(queries), min(k, candidates.shape[1]))  # positions in candidates
+        # a kept position is one of the best so far, or a row of this chunk
+        n_best = best.shape[1]
+        spare = np.zeros((len(queries), 1), dtype=np.int64)  # a column for positions >= n_best
+        from_best = np.take_along_axis(np.hstack([best_ids, spare]), np.minimum(keep, n_best), 1)
+        best_ids = np.where(keep < n_best, from_best, start + keep - n_best)
         best = np.take_along_axis(candidates, keep, axis=1)
-        best_ids = np.take_along_axis(ids, keep, axis=1)
     return best, best_ids
 
 
