@@ -460,3 +460,22 @@ def test_semantic_search_parameters(
     )
     with pytest.raises(ValueError, match="corpus_chunk_size must be a positive integer"):
         flaubert_np.semantic_search(queries, corpus, corpus_chunk_size=0)
+
+
+def test_embedding_function_carries_prompt_and_max_seq_length(sentence_model, sentences):
+    """The picklable function of --workers, Dask and Ray: same options, same numbers."""
+    import pickle
+
+    from flaubert_np.distributed import EmbeddingFunction
+
+    path = str(sentence_model("mean", prompts=PROMPTS))
+    short = pickle.loads(
+        pickle.dumps(EmbeddingFunction(path, max_seq_length=6, prompt_name="query"))
+    )
+    plain = EmbeddingFunction(path)
+    reference = SentenceTransformer(path, device="cpu")
+    assert max_diff(plain(sentences), reference.encode(sentences)) <= TOL
+    reference.max_seq_length = 6
+    assert max_diff(short(sentences), reference.encode(sentences, prompt_name="query")) <= TOL
+    assert plain.encoder.max_seq_length == 32  # the model they share is left as it was
+    assert max_diff(plain(sentences), plain.encoder.encode(sentences)) == 0
