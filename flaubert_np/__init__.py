@@ -16,6 +16,10 @@ _LAZY = {
     "SentenceEncoder": "flaubert_np.sentence",
     "cos_sim": "flaubert_np.similarity",
     "semantic_search": "flaubert_np.similarity",
+    "dot_score": "flaubert_np.similarity",
+    "paraphrase_mining": "flaubert_np.retrieval",
+    "community_detection": "flaubert_np.retrieval",
+    "quantize_embeddings": "flaubert_np.quantization",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -5,6 +5,8 @@
     cat sentences.txt | flaubert-np encode -o embeddings.npy
     flaubert-np encode -i corpus.jsonl --field text --id-field id -o corpus.npy --workers 2
     flaubert-np similarity "Un chat dort." "Un chien dort." "Il pleut."
+    flaubert-np similarity -i sentences.txt --format json
+    flaubert-np encode -i passages.txt -o passages.npy --prompt-name document --max-seq-length 256
     flaubert-np attention "Le chat dort." --layer 0 --head 1 -o attention.svg
     flaubert-np explain "Un chat dort." "Un chien dort." -o explain.html
 
@@ -66,7 +68,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flaubert_np import __version__
+
     parser = _Parser(prog=PROG, description="FlauBERT sentence embeddings in pure NumPy.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     model_options = _Parser(add_help=False)  # what loading a model takes
     model_options.add_argument(
         "--model", "-m", default="demo",
@@ -89,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--batch-size", type=_positive, default=32, help="default: 32")
     common.add_argument(
         "--normalize", action="store_true", help="L2-normalise the embeddings"
+    )
+    common.add_argument(
+        "--max-seq-length", type=int, metavar="N",
+        help="truncate texts to N tokens, prompt included (default: the model's)",
+    )
+    prompts = common.add_mutually_exclusive_group()
+    prompts.add_argument(
+        "--prompt", metavar="TEXT", help='prepend TEXT to every text (e.g. "query: ")'
+    )
+    prompts.add_argument(
+        "--prompt-name", metavar="NAME",
+        help="prepend the model's prompt of that name (e.g. query, document)",
     )
     progress = common.add_mutually_exclusive_group()
     progress.add_argument(
@@ -158,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         "similarity", parents=[common], help="cosine similarity matrix of texts",
         description="Print the cosine similarity of every pair of texts.",
     )
-    similarity.add_argument("texts", nargs="+", help="two or more texts")
+    similarity.add_argument("texts", nargs="*", help="two or more texts (default: read -i FILE)")
+    similarity.add_argument(
+        "-i", "--input", help="a UTF-8 file, one text per line ('-': stdin)"
+    )
     similarity.add_argument(
         "--format", choices=("table", "json"), default="table",
         help="table (default) or json (the full-precision matrix)",
@@ -245,13 +265,30 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace):
     from flaubert_np.sentence import SentenceEncoder
 
-    return SentenceEncoder.from_pretrained(
+    encoder = SentenceEncoder.from_pretrained(
         args.model,
         revision=args.revision,
         cache_dir=args.cache_dir,
         local_files_only=args.offline,
         token_type_ids=args.token_type_ids,
     )
+    _check_model_options(args, encoder.prompts, encoder.model.config.max_position_embeddings)
+    if getattr(args, "max_seq_length", None) is not None:
+        encoder.max_seq_length = args.max_seq_length
+    return encoder
+
+
+def _check_model_options(args: argparse.Namespace, prompts: dict, limit: int) -> None:
+    """--prompt-name and --max-seq-length against the model's prompts and its
+    max_position_embeddings (`limit`)."""
+    name = getattr(args, "prompt_name", None)
+    if name is not None and name not in prompts:
+        known = ", ".join(sorted(prompts)) or "none"
+        raise CliError(f"--prompt-name {name}: not one of the model's prompts ({known})")
+    length = getattr(args, "max_seq_length", None)
+    if length is not None and not 1 <= length <= limit:
+        raise CliError(f"--max-seq-length must be from 1 to the model's "
+                       f"max_position_embeddings ({limit}), got {length}")
 
 
 def _encode_texts(args: argparse.Namespace, texts: list[str]):
@@ -262,6 +299,8 @@ def _encode_texts(args: argparse.Namespace, texts: list[str]):
         batch_size=args.batch_size,
         show_progress_bar=progress,
         normalize_embeddings=args.normalize,
+        prompt=args.prompt,
+        prompt_name=args.prompt_name,
     )
     return embeddings
 
@@ -350,14 +389,20 @@ def _notes(blank: int, blank_lines: list[int], skipped: list[tuple[int, str]]) -
 
 def _encode_file(args: argparse.Namespace) -> None:
     """-i FILE -o OUT.npy: streamed in chunks, resumable (flaubert_np/stream.py)."""
+    import dataclasses
+
     from flaubert_np.embedding_function import EmbeddingFunction
     from flaubert_np.stream import encode_file
 
     fn = EmbeddingFunction(
         args.model, batch_size=args.batch_size, normalize_embeddings=args.normalize,
         revision=args.revision, cache_dir=args.cache_dir, local_files_only=args.offline,
-        token_type_ids=args.token_type_ids,
+        token_type_ids=args.token_type_ids, prompt=args.prompt, prompt_name=args.prompt_name,
+        max_seq_length=args.max_seq_length,
     )
+    # flag names in the messages, before any work (fn.encoder itself would refuse a bad length)
+    model = dataclasses.replace(fn, max_seq_length=None).encoder
+    _check_model_options(args, model.prompts, model.model.config.max_position_embeddings)
     try:
         summary = encode_file(
             args.input, args.output, fn, field=args.field, id_field=args.id_field,
@@ -375,19 +420,21 @@ def _encode_file(args: argparse.Namespace) -> None:
 
 
 def cmd_similarity(args: argparse.Namespace) -> None:
-    if len(args.texts) < 2:
-        raise UsageError("similarity needs at least two texts")
-    embeddings = _encode_texts(args, _read_texts(args))
+    texts = _read_texts(args)
+    if len(texts) < 2:
+        where = "the input" if getattr(args, "input", None) else "the command line"
+        raise UsageError(f"similarity needs at least two texts ({len(texts)} on {where})")
+    embeddings = _encode_texts(args, texts)
     from flaubert_np.similarity import cos_sim
 
     scores = cos_sim(embeddings, embeddings)
     if args.format == "json":
         import json
 
-        print(json.dumps({"texts": args.texts, "cosine": scores.tolist()}, ensure_ascii=False))
+        print(json.dumps({"texts": texts, "cosine": scores.tolist()}, ensure_ascii=False))
         return
-    labels = [f"[{i}]" for i in range(len(args.texts))]
-    for label, text in zip(labels, args.texts, strict=True):
+    labels = [f"[{i}]" for i in range(len(texts))]
+    for label, text in zip(labels, texts, strict=True):
         print(f"{label} {text}")
     width = max(8, 1 + max(len(label) for label in labels))  # room for "-0.1234" and a space
     print(" " * width + "".join(f"{label:>{width}}" for label in labels))

@@ -9,6 +9,7 @@ process, or in `--workers N` processes), Dask (flaubert_np/distributed.py) and R
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -37,6 +38,9 @@ class EmbeddingFunction:
     cache_dir: str | None = None
     local_files_only: bool = False
     token_type_ids: str = "auto"
+    prompt: str | None = None  # encode()'s prompt / prompt_name
+    prompt_name: str | None = None
+    max_seq_length: int | None = None  # None: the model's
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -69,7 +73,12 @@ class EmbeddingFunction:
                     local_files_only=self.local_files_only,
                     token_type_ids=self.token_type_ids,
                 )
-            return _ENCODERS[key]
+            encoder = _ENCODERS[key]
+        if self.max_seq_length is None:
+            return encoder
+        variant = copy.copy(encoder)  # shares the weights, has its own max_seq_length
+        variant.max_seq_length = self.max_seq_length
+        return variant
 
     @property
     def dimension(self) -> int:
@@ -90,6 +99,8 @@ class EmbeddingFunction:
             batch_size=self.batch_size,
             show_progress_bar=False,
             normalize_embeddings=self.normalize_embeddings,
+            prompt=self.prompt,
+            prompt_name=self.prompt_name,
         )
         return np.asarray(embeddings, dtype=np.float32)
 

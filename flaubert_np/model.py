@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from flaubert_np import fast
+from flaubert_np import fast, hub
 from flaubert_np.config import FlaubertConfig
 from flaubert_np.layers import attention, ffn, gelu, layer_norm, relu
 from flaubert_np.weights import check_weights, load_weights
@@ -165,8 +165,14 @@ class FlaubertModel:
         self.fast = True
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path) -> FlaubertModel:
-        """Load config.json and the weights (safetensors, sharded or not) from a folder."""
+    def from_pretrained(
+        cls, model_dir: str | Path, *, revision: str | None = None,
+        cache_dir: str | Path | None = None, local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> FlaubertModel:
+        """Load config.json and the weights (safetensors, sharded or not) from a folder, "demo"
+        or a Hugging Face Hub id (see flaubert_np/hub.py)."""
+        model_dir = hub.resolve_model_dir(model_dir, revision, cache_dir, local_files_only, token)
         config = FlaubertConfig.from_pretrained(model_dir)
         return cls(config, load_weights(model_dir, config))
 

@@ -27,6 +27,8 @@ zeros reach the model; 5: none), see modules.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,8 @@ SBERT_CONFIG_NAMES = (
     "sentence_xlm-roberta_config.json",
     "sentence_xlnet_config.json",
 )
+# encode_document's prompt: the first of these the model has, as sentence-transformers.
+DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 # encode(): consecutive batches share one forward pass up to this many real tokens. FlauBERT base,
 # 2 cores: 1,250 tokens/s in passes of one 32-sentence batch of STS sentences (~400 tokens),
 # 1,490 in passes of ~2,000 tokens; beyond, no further gain.
@@ -81,12 +85,13 @@ class SentenceEncoder:
         similarity_fn_name: str = "cosine",
         embedding_dimension: int | None = None,
         saved_with: tuple[str, Path] | None = None,
+        truncate_dim: int | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.heads = list(heads)  # Dense / Normalize, applied in order after pooling
-        self.max_seq_length = max_seq_length
+        self._max_seq_length = max_seq_length  # as the model files say; the setter checks yours
         self.do_lower_case = do_lower_case
         if token_type_ids not in ("zeros", "none"):
             raise ValueError(f"token_type_ids must be 'zeros' or 'none', got {token_type_ids!r}")
@@ -96,6 +101,7 @@ class SentenceEncoder:
         self.default_prompt_name = default_prompt_name
         self.similarity_fn_name = similarity_fn_name
         self.embedding_dimension = embedding_dimension or pooling.output_dimension
+        self.truncate_dim = _check_truncate_dim(truncate_dim)  # encode() keeps the first dims
 
     @classmethod
     def from_pretrained(
@@ -106,18 +112,23 @@ class SentenceEncoder:
         local_files_only: bool = False,
         token: str | bool | None = None,
         token_type_ids: str | bool | None = "auto",
+        truncate_dim: int | None = None,
     ) -> SentenceEncoder:
         """Load a local directory, a short name ("demo") or a Hugging Face Hub id.
 
         `token_type_ids`: "auto" (the behaviour of the transformers version the model was saved
         with), "zeros"/True (transformers 4.x) or "none"/False/None (transformers 5).
+        `truncate_dim`: keep only the first dimensions of every embedding (Matryoshka models).
         """
         if token_type_ids not in TOKEN_TYPE_IDS_SETTINGS:  # fail before any download
             resolve_token_type_ids(token_type_ids, None)
+        _check_truncate_dim(truncate_dim)
         model_dir = hub.resolve_model_dir(
             name_or_path, revision, cache_dir, local_files_only, token
         )
-        return cls._from_dir(model_dir, token_type_ids)
+        encoder = cls._from_dir(model_dir, token_type_ids)
+        encoder.truncate_dim = truncate_dim
+        return encoder
 
     @classmethod
     def _from_dir(cls, model_dir: Path, token_type_ids: str | bool | None) -> SentenceEncoder:
@@ -213,11 +224,18 @@ class SentenceEncoder:
         convert_to_numpy: bool = True,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        precision: str = "float32",
+        truncate_dim: int | None = None,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed one sentence (-> [dim]) or a list of sentences (-> [n, dim], float32).
 
         output_value="token_embeddings" gives one [n_tokens, emb_dim] array per sentence.
         `prompt` (or the name of one of the model's `prompts`) is prepended to every sentence.
+        `truncate_dim` (default: the encoder's) keeps the first dimensions, before normalising;
+        `precision` ("int8", "uint8", "binary", "ubinary") quantizes the result as
+        `quantize_embeddings` does, with ranges from these embeddings.
         Sentences are tokenized `batch_size` at a time, as sentence-transformers does; short
         batches then share a forward pass, up to TOKENS_PER_PASS real tokens (the fast forward
         removes padding, so this changes no embedding beyond float32 rounding).
@@ -229,6 +247,12 @@ class SentenceEncoder:
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _check_numpy_only(convert_to_tensor, device)
+        from flaubert_np.quantization import PRECISIONS, quantize_embeddings
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        truncate_dim = _check_truncate_dim(truncate_dim) or self.truncate_dim
         single = isinstance(sentences, str)
         texts: list[str] = [sentences] if isinstance(sentences, str) else list(sentences)
         for i, text in enumerate(texts):
@@ -256,18 +280,25 @@ class SentenceEncoder:
                     embeddings = pool(token_embeddings, mask, self.pooling.pooling_modes)
                     for head in self.heads:
                         embeddings = head(embeddings)
+                    embeddings = embeddings[:, :truncate_dim]  # [batch, truncate_dim]
                     if normalize_embeddings:
                         embeddings = Normalize()(embeddings)
                     results.extend(embeddings.astype(np.float32, copy=False))
                 bar.update_to(len(results))
 
         results = [results[i] for i in np.argsort(order)]
+        if results and precision != "float32":  # ranges from all the embeddings at once
+            quantized = quantize_embeddings(
+                results if output_value == "token_embeddings" else np.stack(results), precision
+            )
+            results = list(quantized)
         if single:
             return results[0]
         if output_value == "token_embeddings" or not convert_to_numpy:
             return results
-        if not results:
-            return np.zeros((0, self.embedding_dimension), dtype=np.float32)
+        if not results:  # [0, dim], in the dtype and width of the precision
+            empty = np.zeros((0, self.get_embedding_dimension()), dtype=np.float32)
+            return quantize_embeddings(empty, precision)
         return np.stack(results)
 
     def _prompt(self, prompt: str | None, prompt_name: str | None) -> tuple[str | None, int]:
@@ -302,12 +333,99 @@ class SentenceEncoder:
             return -np.abs(a[:, None, :] - b[None, :, :]).sum(axis=-1)
         raise ValueError(f"unknown similarity function {self.similarity_fn_name!r}")
 
+    # -- sentence-transformers' other calls (docs/sentence-transformers.md) ------------------
+
+    def encode_query(
+        self, sentences: str | Sequence[str], prompt_name: str | None = None,
+        prompt: str | None = None, **kwargs: Any,
+    ) -> np.ndarray | list[np.ndarray]:
+        """encode() with the model's "query" prompt, when it has one and no other is given."""
+        if prompt_name is None and prompt is None and "query" in self.prompts:
+            prompt_name = "query"
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode_document(
+        self, sentences: str | Sequence[str], prompt_name: str | None = None,
+        prompt: str | None = None, **kwargs: Any,
+    ) -> np.ndarray | list[np.ndarray]:
+        """encode() with the model's "document" (else "passage", else "corpus") prompt, when it
+        has one and no other is given."""
+        if prompt_name is None and prompt is None:
+            prompt_name = next((n for n in DOCUMENT_PROMPTS if n in self.prompts), None)
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def similarity_pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Scores [n] of a[i] with b[i], with the model's similarity function."""
+        from flaubert_np.similarity import PAIRWISE_FUNCTIONS
+
+        if self.similarity_fn_name not in PAIRWISE_FUNCTIONS:
+            raise ValueError(f"unknown similarity function {self.similarity_fn_name!r}")
+        return PAIRWISE_FUNCTIONS[self.similarity_fn_name](a, b)
+
+    def get_embedding_dimension(self) -> int:
+        """The size of encode()'s embeddings (truncate_dim included)."""
+        return min(self.embedding_dimension, self.truncate_dim or self.embedding_dimension)
+
+    get_sentence_embedding_dimension = get_embedding_dimension  # sentence-transformers' old name
+
+    @contextmanager
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Within `with encoder.truncate_embeddings(64):`, encode() keeps 64 dimensions."""
+        saved, self.truncate_dim = self.truncate_dim, _check_truncate_dim(truncate_dim)
+        try:
+            yield
+        finally:
+            self.truncate_dim = saved
+
+    def get_max_seq_length(self) -> int | None:
+        return self.max_seq_length
+
+    def set_pooling_include_prompt(self, include_prompt: bool) -> None:
+        """Whether pooling averages over the prompt's tokens too (INSTRUCTOR models: False)."""
+        self.pooling = replace(self.pooling, include_prompt=bool(include_prompt))
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Tokens per sentence (prompt included) beyond which encode() truncates."""
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        limit = self.model.config.max_position_embeddings
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit
+        ):
+            raise ValueError(
+                f"max_seq_length must be an integer from 1 to the model's "
+                f"max_position_embeddings ({limit}), got {value!r}"
+            )
+        self._max_seq_length = value
+
     def __repr__(self) -> str:
         return (
             f"SentenceEncoder(max_seq_length={self.max_seq_length}, "
             f"pooling={'+'.join(self.pooling.pooling_modes)}, heads={len(self.heads)}, "
             f"dim={self.embedding_dimension}, token_type_ids={self.token_type_ids!r})"
         )
+
+
+def _check_truncate_dim(truncate_dim: Any) -> int | None:
+    if truncate_dim is not None and (
+        isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1
+    ):
+        raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+    return truncate_dim
+
+
+def _check_numpy_only(convert_to_tensor: bool, device: str | None) -> None:
+    """sentence-transformers' torch options: refused in words, not with a TypeError."""
+    if convert_to_tensor:
+        raise ValueError(
+            "convert_to_tensor=True: flaubert-np returns NumPy arrays, not torch tensors "
+            "(use torch.from_numpy on the result if you need one)"
+        )
+    if device not in (None, "cpu"):
+        raise ValueError(f"device={device!r}: flaubert-np runs on the CPU with NumPy only")
 
 
 def _max_seq_length(sbert: dict, tokenizer: FlaubertTokenizer, model: FlaubertModel) -> int | None:

@@ -26,6 +26,7 @@ from typing import Any, TypeGuard, cast, overload
 
 import numpy as np
 
+from flaubert_np import hub
 from flaubert_np.added_tokens import (
     DEFAULT_EXTRA_SPECIAL_TOKENS,
     DEFAULT_SPECIAL_TOKENS,
@@ -131,14 +132,17 @@ class FlaubertTokenizer:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, *, do_lowercase: bool | None = None
+        cls, model_dir: str | Path, *, do_lowercase: bool | None = None,
+        revision: str | None = None, cache_dir: str | Path | None = None,
+        local_files_only: bool = False, token: str | bool | None = None,
     ) -> FlaubertTokenizer:
         """Read vocab.json, merges.txt and the optional tokenizer_config.json,
-        special_tokens_map.json and added_tokens.json of a FlauBERT repository.
+        special_tokens_map.json and added_tokens.json of a FlauBERT repository: a folder, "demo"
+        or a Hugging Face Hub id (see flaubert_np/hub.py; the weights are not downloaded).
         do_lowercase, when given, replaces tokenizer_config.json's (as in transformers)."""
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"tokenizer directory not found: {model_dir}")
+        model_dir = hub.resolve_model_dir(
+            model_dir, revision, cache_dir, local_files_only, token, weights=False
+        )
         for name in ("vocab.json", "merges.txt"):
             if not (model_dir / name).is_file():
                 raise FileNotFoundError(

@@ -183,14 +183,16 @@ def test_model_not_found_offline(tmp_path):
     env = {"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     result = run("encode", "--model", "nobody/no-such-model", "Bonjour.", env=env)
     assert_one_line_error(
-        result, "model 'nobody/no-such-model' is not a local directory and could not be fetched "
-        "from the Hugging Face Hub (offline?)",
+        result, f"model 'nobody/no-such-model' is not a local directory nor in the Hugging Face "
+        f"cache ({tmp_path}), and offline mode is on: download it once with the network on, or "
+        "give a local directory",
     )  # fmt: skip
 
 
 def test_model_not_found_with_offline_flag(tmp_path):
     result = run("similarity", "-m", "nobody/x", "--cache-dir", tmp_path, "--offline", "a", "b")
-    assert_one_line_error(result, "could not be fetched from the Hugging Face Hub (offline?)")
+    assert_one_line_error(result, "is not a local directory nor in the Hugging Face cache")
+    assert "local_files_only" not in result.stderr  # no Python advice in a CLI
 
 
 def test_missing_model_directory():

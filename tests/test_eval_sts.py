@@ -1,11 +1,17 @@
 """tools/eval_sts.py: NumPy Spearman/Pearson against hand-computed values and scipy, CSV reading."""
 
 import math
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import STSB, load_tool
+from conftest import STSB, TOOLS, load_tool
+
+from flaubert_np import hub
 
 eval_sts = load_tool("eval_sts")
 
@@ -127,10 +133,34 @@ def test_offline_hub_gives_one_line_error(monkeypatch, capsys):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    monkeypatch.setattr(hub, "network_problem", lambda: None)  # the Hub answers, then fails
     assert eval_sts.main([]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "PhilipMay/stsb_multi_mt" in err and "--data" in err
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [({"HF_HUB_OFFLINE": "1"}, "offline mode is on"),
+     ({"HF_ENDPOINT": "http://127.0.0.1:9"},
+      "the Hugging Face Hub cannot be reached (127.0.0.1: Connection refused)")],
+)  # fmt: skip
+def test_without_data_offline_fails_fast_in_one_line(tmp_path, env, why):
+    """No network: one line at once, not huggingface_hub's ~25 s of retries."""
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path), **env}
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy", *({"HF_HUB_OFFLINE"} - set(env))):  # fmt: skip
+        env.pop(name, None)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, str(TOOLS / "eval_sts.py")], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert time.monotonic() - start < 10
+    assert result.returncode == 2
+    assert result.stderr == (
+        "eval_sts.py: error: the STS test split of PhilipMay/stsb_multi_mt is not in the Hugging "
+        f"Face cache and {why}: pass --data PATH to an STS CSV such as tests/data/stsb-fr/dev.csv\n"
+    )
 
 
 def test_missing_data_file_gives_one_line_error(tmp_path, capsys):

@@ -10,18 +10,23 @@ serves a local "remote" repository.
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import huggingface_hub
+import huggingface_hub.errors
 import numpy as np
 import pytest
 from conftest import place_in_hub_cache
 
 from flaubert_np import hub
+from flaubert_np.model import FlaubertModel
 from flaubert_np.sentence import SentenceEncoder
+from flaubert_np.tokenizer import FlaubertTokenizer
 
 GOLDEN_MODEL = Path(__file__).parent / "goldens" / "sentence_tf4" / "model"
 REPO_ID = "flaubert-np-tests/tiny-sentence-model"
@@ -145,26 +150,31 @@ def test_hub_unreachable_without_offline_mode(hub_cache, sentence_model, tmp_pat
     assert ok.returncode == 0, ok.stderr
     expected = SentenceEncoder.from_pretrained(sentence_model("mean")).encode(TEXTS)
     assert np.array_equal(np.load(out), expected)
+    start = time.monotonic()
     missing = subprocess.run([sys.executable, "-c", code, str(out), "org/not-cached", *TEXTS],
                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode != 0
-    assert "OSError: model 'org/not-cached' is not a local directory and could not be fetched" \
-        in missing.stderr
+    assert time.monotonic() - start < 15  # huggingface_hub alone retries for ~25 s
+    last = missing.stderr.strip().splitlines()[-1]
+    assert last.startswith("OSError: model 'org/not-cached' is not a local directory nor in the "
+                           "Hugging Face cache")  # fmt: skip
+    assert "the Hugging Face Hub cannot be reached (127.0.0.1: Connection refused)" in last
+    assert last.endswith("download it once with the network on, or give a local directory")
 
 
 def test_unknown_repo_offline_is_one_clear_line(hub_cache, offline):
     with pytest.raises(OSError) as info:
         SentenceEncoder.from_pretrained("nobody/no-such-model", cache_dir=hub_cache)
-    message = str(info.value)
-    assert message.startswith(
-        "model 'nobody/no-such-model' is not a local directory and could not be fetched from "
-        "the Hugging Face Hub (offline?): "
+    assert str(info.value) == (
+        f"model 'nobody/no-such-model' is not a local directory nor in the Hugging Face cache "
+        f"({hub_cache}), and offline mode is on: download it once with the network on, or give "
+        "a local directory"
     )
-    assert "\n" not in message
 
 
 def test_unknown_revision_offline(hub_cache, offline):
-    with pytest.raises(OSError, match="could not be fetched from the Hugging Face Hub"):
+    message = f"model '{REPO_ID}' (revision 'v2') is not a local directory nor in the Hugging Face"
+    with pytest.raises(OSError, match=re.escape(message)):
         SentenceEncoder.from_pretrained(REPO_ID, revision="v2", cache_dir=hub_cache)
 
 
@@ -198,6 +208,7 @@ class FakeHub:
 def fake_hub(monkeypatch, tmp_path, remote: Path) -> FakeHub:
     fake = FakeHub(remote, tmp_path / "snapshot")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    monkeypatch.setattr(hub, "network_problem", lambda: None)  # the "Hub" is reachable
     return fake
 
 
@@ -289,17 +300,129 @@ def test_2021_layout_weights_are_fetched_from_their_folder(monkeypatch, tmp_path
     assert np.array_equal(SentenceEncoder.from_pretrained(model_dir).encode(TEXTS), expected)
 
 
-def test_hub_errors_become_one_line(monkeypatch):
+def hub_error(cls) -> Exception:
+    """One of huggingface_hub's HTTP errors, with its usual long text."""
+    import httpx2  # what huggingface_hub's errors are built on
+
+    request = httpx2.Request("GET", "https://huggingface.co/api/models/org/model")
+    response = httpx2.Response(404, request=request)
+    return cls("404 Client Error.\n\nRepository Not Found for url: (long text)", response=response)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (huggingface_hub.errors.LocalEntryNotFoundError(
+            "Cannot find an appropriate cached snapshot folder\nfor the specified revision."),
+         "model 'org/model' is not a local directory nor in the Hugging Face cache (/c), and the "
+         "Hugging Face Hub cannot be reached: download it once with the network on, or give a "
+         "local directory"),
+        (hub_error(huggingface_hub.errors.RepositoryNotFoundError),
+         "model 'org/model' is not a local directory nor a model on the Hugging Face Hub (a "
+         "private one needs HF_TOKEN)"),
+        (hub_error(huggingface_hub.errors.GatedRepoError),
+         "model 'org/model' is gated on the Hugging Face Hub: accept its conditions on its page, "
+         "then set HF_TOKEN (or `hf auth login`)"),
+        (hub_error(huggingface_hub.errors.RevisionNotFoundError),
+         "model 'org/model': no such revision on the Hugging Face Hub"),
+        (RuntimeError("something\nelse " + "x" * 300),
+         "model 'org/model' could not be fetched from the Hugging Face Hub: something else "
+         + "x" * 185),
+    ],
+)  # fmt: skip
+def test_hub_errors_become_one_short_line(monkeypatch, error, message):
     def refuse(repo_id, **kwargs):
-        raise huggingface_hub.errors.LocalEntryNotFoundError(
-            "Cannot find an appropriate cached snapshot folder\nfor the specified revision."
-        )
+        raise error
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    monkeypatch.setattr(hub, "network_problem", lambda: None)
     with pytest.raises(OSError) as info:
-        hub.resolve_model_dir("org/model")
+        hub.resolve_model_dir("org/model", cache_dir="/c")
+    assert str(info.value) == message
+
+
+# ---------------------------------------------------------------------------------------------
+# Every from_pretrained: "demo", a folder, a Hub id; a near miss of "demo" suggests it
+
+
+@pytest.mark.oracle  # sentence_model: sentence-transformers
+def test_model_and_tokenizer_load_demo_folders_and_hub_ids(hub_cache, offline, sentence_model):
+    folder = sentence_model("mean")
+    ids = FlaubertTokenizer.from_pretrained(folder)(TEXTS, padding=True)["input_ids"]
+    expected = FlaubertModel.from_pretrained(folder)(ids).last_hidden_state
+    tokenizer = FlaubertTokenizer.from_pretrained(REPO_ID, cache_dir=hub_cache)
+    assert np.array_equal(tokenizer(TEXTS, padding=True)["input_ids"], ids)
+    model = FlaubertModel.from_pretrained(REPO_ID, cache_dir=hub_cache, revision=COMMIT)
+    assert np.array_equal(model(ids).last_hidden_state, expected)
+    demo = hub.SHORT_NAMES["demo"]
+    demo_ids = FlaubertTokenizer.from_pretrained(demo)(TEXTS, padding=True)["input_ids"]
+    by_name = FlaubertTokenizer.from_pretrained("demo")(TEXTS, padding=True)["input_ids"]
+    assert np.array_equal(by_name, demo_ids)
+    expected = FlaubertModel.from_pretrained(demo)(demo_ids).last_hidden_state
+    got = FlaubertModel.from_pretrained("demo")(demo_ids).last_hidden_state
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.oracle  # sentence_model: sentence-transformers
+def test_the_tokenizer_does_not_download_weights(monkeypatch, tmp_path, sentence_model):
+    remote = shutil.copytree(sentence_model("mean"), tmp_path / "r")
+    fake = fake_hub(monkeypatch, tmp_path, remote)
+    FlaubertTokenizer.from_pretrained("org/model", revision="v1")
+    assert len(fake.calls) == 1 and fake.calls[0]["revision"] == "v1"
+    assert not any(name.endswith((".safetensors", ".bin")) for name in fake.fetched())
+    FlaubertModel.from_pretrained("org/model")
+    assert "model.safetensors" in fake.fetched()
+
+
+@pytest.mark.parametrize("name", ["Demo", "DEMO", "dmeo", "demo2", "dem"])
+@pytest.mark.parametrize("loader", [SentenceEncoder, FlaubertModel, FlaubertTokenizer])
+def test_a_near_miss_of_demo_suggests_it_without_going_to_the_hub(monkeypatch, name, loader):
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    monkeypatch.setattr(hub, "network_problem", no_hub)
+    with pytest.raises(FileNotFoundError) as info:
+        loader.from_pretrained(name)
     assert str(info.value) == (
-        "model 'org/model' is not a local directory and could not be fetched from the Hugging "
-        "Face Hub (offline?): Cannot find an appropriate cached snapshot folder for the "
-        "specified revision."
+        f"model '{name}' is not a local directory; did you mean 'demo' (the model shipped with "
+        "flaubert-np)?"
     )
+
+
+@pytest.mark.parametrize("name", ["org/demo", "camembert", "flaubert/flaubert_base_cased"])
+def test_hub_ids_are_not_near_misses(name):
+    assert hub.near_short_name(name) is None
+
+
+@pytest.mark.oracle  # sentence_model: sentence-transformers
+def test_offline_fails_at_once_in_one_line_without_python_advice(hub_cache, tmp_path):
+    """The CLI with --offline and a model that is not in the cache."""
+    env = {**os.environ, "HF_HUB_CACHE": str(hub_cache)}
+    env.pop("HF_HUB_OFFLINE", None)
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "flaubert_np.cli", "encode", "--offline", "-m", "org/not-cached",
+         "Une phrase."], env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert time.monotonic() - start < 15
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"flaubert-np: error: model 'org/not-cached' is not a local directory nor in the Hugging "
+        f"Face cache ({hub_cache}), and offline mode is on: download it once with the network "
+        "on, or give a local directory\n"
+    )
+
+
+def test_network_problem(monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert hub.network_problem() == "offline mode is on"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for name in hub._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    assert hub.network_problem() == (
+        "the Hugging Face Hub cannot be reached (127.0.0.1: Connection refused)"
+    )
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # left to huggingface_hub
+    assert hub.network_problem() is None

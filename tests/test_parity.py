@@ -176,3 +176,20 @@ def test_trace_records_every_stage_and_changes_nothing(tiny_model):
             trace[f"layer.{i}.layer_norm2"] * mask[..., None], traced.hidden_states[i + 1]
         )
     assert model(ids, attention_mask=mask, trace=None).hidden_states is None
+
+
+@pytest.mark.parametrize("blocked", ["torch", "transformers", "sentence_transformers"])
+def test_a_missing_oracle_is_one_line_saying_what_to_install(blocked, model="demo"):
+    """Run as without it installed: the import of `blocked` fails."""
+    code = (
+        f"import runpy, sys; sys.modules[{blocked!r}] = None; sys.argv = ['parity.py', {model!r}];"
+        f" runpy.run_path({str(TOOL)!r}, run_name='__main__')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # (before it, transformers may have drawn its "Loading weights" bar)
+    assert result.stderr.splitlines()[-1] == (
+        f"parity: error: needs {blocked} (a parity oracle), not installed here: "
+        'pip install "flaubert-np[test]"'
+    )

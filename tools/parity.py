@@ -42,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for oracles
+from oracles import missing_message, require
+
 DEFAULT_TOLERANCE = 1e-5
 SENTENCES = [
     "Le chat dort sur le canapé.",
@@ -308,10 +311,14 @@ def main(argv: list[str] | None = None) -> int:
         sentences += [line.strip() for line in text.splitlines() if line.strip()]
     if (args.sentence or args.file) and not sentences:
         parser.error("no sentences given (empty --sentence/--file)")
+    require("parity", "torch", "transformers")
     try:
         report = parity_report(args.model, args.reference, sentences or None, args.tolerance)
     except (NoReference, OSError, ValueError) as e:  # nothing to compare: say why in one line
         print(f"parity: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # sentence-transformers, asked for by a sentence model only
+        print(missing_message("parity", e.name or str(e)), file=sys.stderr)
         return 2
     print(report.render())
     return 0 if report.first_divergence is None else 1

@@ -29,11 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
+from oracles import require  # noqa: E402
+
+require("train_demo_model.py", "torch", "transformers", "sentence_transformers")
+
+import torch  # noqa: E402
 from eval_sts import evaluate, read_sts_csv  # noqa: E402
 from learn_bpe import learn_bpe  # noqa: E402
 
