@@ -421,9 +421,9 @@ def _encode_file(args: argparse.Namespace) -> None:
 
 def cmd_similarity(args: argparse.Namespace) -> None:
     texts = _read_texts(args)
-    if len(texts) < 2:
-        where = "the input" if getattr(args, "input", None) else "the command line"
-        raise UsageError(f"similarity needs at least two texts ({len(texts)} on {where})")
+    if len(texts) < 2:  # a usage error on the command line, a data error in a file
+        error = CliError if getattr(args, "input", None) else UsageError
+        raise error(f"similarity needs at least two texts, got {len(texts)}")
     embeddings = _encode_texts(args, texts)
     from flaubert_np.similarity import cos_sim
 

@@ -79,7 +79,7 @@ def test_similarity_reads_a_file(model, tmp_path):
     (tmp_path / "one.txt").write_text("Une seule phrase.\n", encoding="utf-8")
     assert_one_line_error(run("similarity", "-i", tmp_path / "one.txt", "-m", path), "two texts")
     assert_one_line_error(run("similarity", "-i", tmp_path / "no.txt"), "does not exist")
-    assert_one_line_error(run("similarity", "a", "b", "-i", texts_file), "not both")
+    assert_one_line_error(run("similarity", "a", "b", "-i", texts_file), "not both", code=2)
 
 
 @pytest.mark.parametrize(
