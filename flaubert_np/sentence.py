@@ -502,6 +502,23 @@ class SentenceEncoder:
             f"dim={self.embedding_dimension}, token_type_ids={self.token_type_ids!r})"
         )
 
+    def encode_tokenized(
+        self, features: Sequence[dict[str, np.ndarray]], prompt_length: int = 0
+    ) -> np.ndarray:
+        """Sentence embeddings [n, dim] of texts already tokenized by `tokenize` (one dict per
+        batch, joined into one forward pass): `encode` without its tokenizing, sorting and
+        normalising, for callers that tokenize elsewhere (the server, off its model thread).
+        `prompt_length`: the prompt's tokens after <s>, left out of pooling as in `encode`."""
+        joined = _join(list(features), self.tokenizer.pad_token_id)
+        mask = joined["attention_mask"]
+        if prompt_length and not self.pooling.include_prompt:
+            mask = mask.copy()
+            mask[:, :prompt_length] = 0
+        embeddings = pool(self._token_embeddings(joined), mask, self.pooling.pooling_modes)
+        for head in self.heads:
+            embeddings = head(embeddings)
+        return embeddings.astype(np.float32, copy=False)
+
 
 def _max_seq_length(sbert: dict, tokenizer: FlaubertTokenizer, model: FlaubertModel) -> int | None:
     """Where sentence-transformers finds it: sentence_bert_config.json (2.x-4.x), else the
