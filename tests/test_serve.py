@@ -115,6 +115,25 @@ def expected(encoder, texts, normalize=True):
     return encoder.encode(texts, normalize_embeddings=normalize)
 
 
+def in_threads(client, n_threads: int) -> None:
+    """client(k) for k < n_threads, each in its own thread; any failure raised here (an assert
+    in a thread would go unseen)."""
+    errors: list = []
+
+    def run(k: int) -> None:
+        try:
+            client(k)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 def n_tokens(encoder, texts) -> int:
     return int(encoder.tokenize(texts)["attention_mask"].sum())
 
@@ -311,31 +330,22 @@ def test_16_concurrent_clients_batched_and_exact(server, encoder):
     n_threads, per_thread = 16, 12
     barrier = threading.Barrier(n_threads)
     results: dict[int, list] = {}
-    errors: list = []
 
     def client(k: int) -> None:
-        try:
-            conn = server.connection()  # keep-alive: one connection per client
-            barrier.wait()
-            got = []
-            for j in range(per_thread):
-                text = SENTENCES[(k * per_thread + j) % len(SENTENCES)]
-                status, body, _ = server.request("POST", "/v1/embeddings",
-                                                 {"input": text, "encoding_format": "float"},
-                                                 conn=conn)  # fmt: skip
-                assert status == 200, body
-                got.append((text, body["data"][0]["embedding"]))
-            results[k] = got
-            conn.close()
-        except BaseException as e:  # recorded: an assert in a thread would go unseen
-            errors.append(e)
+        conn = server.connection()  # keep-alive: one connection per client
+        barrier.wait()
+        got = []
+        for j in range(per_thread):
+            text = SENTENCES[(k * per_thread + j) % len(SENTENCES)]
+            status, body, _ = server.request(
+                "POST", "/v1/embeddings", {"input": text, "encoding_format": "float"}, conn=conn
+            )
+            assert status == 200, body
+            got.append((text, body["data"][0]["embedding"]))
+        results[k] = got
+        conn.close()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    in_threads(client, n_threads)
     pairs = [pair for k in range(n_threads) for pair in results[k]]
     texts = [text for text, _ in pairs]
     got = np.array([vector for _, vector in pairs], dtype=np.float32)
@@ -354,26 +364,17 @@ def rss_kib(pid: int) -> int:
 
 def send_many(server, n: int, n_threads: int = 8) -> None:
     """n single-sentence /embed requests from n_threads keep-alive clients."""
-    errors: list = []
 
     def client(k: int) -> None:
         conn = server.connection()
-        try:
-            for i in range(k, n, n_threads):
-                status, body, _ = server.request("POST", "/embed", {"inputs": SENTENCES[i % 64]},
-                                                 conn=conn)  # fmt: skip
-                assert status == 200, body
-        except BaseException as e:
-            errors.append(e)
-        finally:
-            conn.close()
+        for i in range(k, n, n_threads):
+            status, body, _ = server.request(
+                "POST", "/embed", {"inputs": SENTENCES[i % 64]}, conn=conn
+            )
+            assert status == 200, body
+        conn.close()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    in_threads(client, n_threads)
 
 
 def test_memory_flat_over_5000_requests(server):

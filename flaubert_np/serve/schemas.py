@@ -103,6 +103,12 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _required(body: dict, field: str, status: int) -> Any:
+    if field not in body:
+        raise ApiError(status, f"missing field '{field}'", param=field)
+    return body[field]
+
+
 def _texts(value: Any, field: str, status: int, max_inputs: int) -> tuple[list[str], bool]:
     """A string or a non-empty list of non-empty strings -> (texts, single)."""
     if isinstance(value, str):
@@ -158,9 +164,7 @@ def _bool(body: dict, field: str, default: bool, status: int) -> bool:
 def parse_openai(body: Any, dimension: int, max_inputs: int) -> EmbedRequest:
     """POST /v1/embeddings. `model` is accepted whatever it names: the server has one model."""
     body = _object(body, OPENAI_FIELDS, 400)
-    if "input" not in body:
-        raise ApiError(400, "missing field 'input'", param="input")
-    texts, single = _texts(body["input"], "input", 400, max_inputs)
+    texts, single = _texts(_required(body, "input", 400), "input", 400, max_inputs)
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise ApiError(
@@ -187,9 +191,7 @@ def parse_openai(body: Any, dimension: int, max_inputs: int) -> EmbedRequest:
 def parse_tei_embed(body: Any, max_inputs: int, auto_truncate: bool) -> EmbedRequest:
     """POST /embed: TEI's defaults are normalize=true, truncate=false."""
     body = _object(body, TEI_EMBED_FIELDS, 422)
-    if "inputs" not in body:
-        raise ApiError(422, "missing field 'inputs'", param="inputs")
-    texts, single = _texts(body["inputs"], "inputs", 422, max_inputs)
+    texts, single = _texts(_required(body, "inputs", 422), "inputs", 422, max_inputs)
     direction = body.get("truncation_direction") or "Right"
     if direction not in ("Right", "right"):
         raise ApiError(
@@ -223,9 +225,7 @@ def parse_tei_similarity(body: Any, max_inputs: int) -> tuple[str, list[str]]:
 def parse_tei_tokenize(body: Any, max_inputs: int) -> tuple[list[str], bool, bool]:
     """POST /tokenize -> (texts, single, add_special_tokens)."""
     body = _object(body, TEI_TOKENIZE_FIELDS, 422)
-    if "inputs" not in body:
-        raise ApiError(422, "missing field 'inputs'", param="inputs")
-    texts, single = _texts(body["inputs"], "inputs", 422, max_inputs)
+    texts, single = _texts(_required(body, "inputs", 422), "inputs", 422, max_inputs)
     return texts, single, _bool(body, "add_special_tokens", True, 422)
 
 
