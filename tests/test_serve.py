@@ -457,6 +457,7 @@ def test_api_key_and_429(tmp_path):
         assert headers["retry-after"] == "1"
         status, body, _ = server.request("POST", "/embed", {"inputs": "a"}, auth)
         assert status == 429 and body["error_type"] == "Overloaded"
+        assert server.request("POST", "/embed", {"inputs": "a"})[0] == 401  # the key first
         assert server.request("GET", "/metrics", headers=auth)[0] == 200  # never refused
         held.sendall(b': "b"}' + b" " * 2)
         status, body = read_response(held)

@@ -127,17 +127,8 @@ class Gate:
             )
 
     def _refusal(self, scope: Scope) -> Response | None:
+        """The 401 or 429 answer a request gets instead of being served, if any."""
         path = scope["path"]
-        if path not in LIGHT_ROUTES and self.in_flight >= self.settings.max_concurrent_requests:
-            error = ApiError(
-                429,
-                f"the server is at its limit of "
-                f"{self.settings.max_concurrent_requests} requests in flight "
-                "(--max-concurrent-requests): retry shortly",
-                type="requests",
-                code="rate_limit_exceeded",
-            )
-            return error_response(error, path, {"retry-after": "1"})
         key = self.settings.api_key
         if key is not None and path != "/health":
             given = dict(scope["headers"]).get(b"authorization", b"")
@@ -148,6 +139,15 @@ class Gate:
                     code="invalid_api_key",
                 )
                 return error_response(error, path, {"www-authenticate": "Bearer"})
+        if path not in LIGHT_ROUTES and self.in_flight >= self.settings.max_concurrent_requests:
+            error = ApiError(
+                429,
+                f"the server is at its limit of {self.settings.max_concurrent_requests} "
+                "requests in flight (--max-concurrent-requests): retry shortly",
+                type="requests",
+                code="rate_limit_exceeded",
+            )
+            return error_response(error, path, {"retry-after": "1"})
         return None
 
 
