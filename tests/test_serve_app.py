@@ -2,6 +2,7 @@
 unexpected error gives (a 500 naming the request id; the traceback in the log only)."""
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 
@@ -115,3 +116,18 @@ def test_unexpected_errors_are_500_with_a_request_id(encoder, monkeypatch, caplo
         response = client.post("/v1/embeddings", json={"input": "Le chat dort."})
         assert response.status_code == 200
         assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("include_prompt", [True, False])
+def test_the_default_prompt_is_applied_as_encode_does(encoder, include_prompt):
+    encoder.prompts = {"query": "question : "}
+    encoder.default_prompt_name = "query"
+    encoder.pooling = dataclasses.replace(encoder.pooling, include_prompt=include_prompt)
+    texts = SENTENCES[:4]
+    with TestClient(create_app(encoder, Settings(served_model_name="demo"))) as client:
+        response = client.post("/embed", json={"inputs": texts, "normalize": False})
+        assert client.get("/info").json()["prompt"] == "question : "
+    assert response.status_code == 200, response.text
+    want = encoder.encode(texts)  # the default prompt prepended, left out of pooling or not
+    assert np.abs(np.array(response.json()) - want).max() <= TOL
+    assert np.abs(want - encoder.encode(texts, prompt="")).max() > 1e-3  # the prompt mattered

@@ -118,7 +118,7 @@ class Gate:
             access_log.info(
                 "%s %s %d inputs=%d tokens=%d %.1fms id=%s",
                 scope["method"],
-                path,
+                scope.get("raw_path", path.encode()).decode("latin-1"),  # as sent: no newlines
                 status,
                 state["inputs"],
                 state["tokens"],
