@@ -131,3 +131,19 @@ def test_the_default_prompt_is_applied_as_encode_does(encoder, include_prompt):
     want = encoder.encode(texts)  # the default prompt prepended, left out of pooling or not
     assert np.abs(np.array(response.json()) - want).max() <= TOL
     assert np.abs(want - encoder.encode(texts, prompt="")).max() > 1e-3  # the prompt mattered
+
+
+def test_a_body_without_length_is_cut_at_the_limit(encoder):
+    def chunks():  # sent chunked: no Content-Length to refuse it by
+        yield b'{"inputs": ["' + b"a" * 40
+        yield b"b" * 40 + b'"]}'
+
+    settings = Settings(served_model_name="demo", payload_limit=60)
+    with TestClient(create_app(encoder, settings)) as client:
+        response = client.post("/embed", content=chunks())
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == (
+            "the body is over the limit of 60 bytes (--payload-limit)"
+        )
+        assert response.headers["connection"] == "close"
+        assert client.post("/embed", json={"inputs": "court"}).status_code == 200
