@@ -327,9 +327,9 @@ def create_app(encoder: SentenceEncoder, settings: Settings) -> Starlette:
         Route("/embed", _guarded(service.tei_embed), methods=["POST"]),
         Route("/similarity", _guarded(service.tei_similarity), methods=["POST"]),
         Route("/tokenize", _guarded(service.tei_tokenize), methods=["POST"]),
-        Route("/health", service.health, methods=["GET"]),
-        Route("/info", service.info, methods=["GET"]),
-        Route("/metrics", service.metrics_page, methods=["GET"]),
+        Route("/health", _guarded(service.health), methods=["GET"]),
+        Route("/info", _guarded(service.info), methods=["GET"]),
+        Route("/metrics", _guarded(service.metrics_page), methods=["GET"]),
     ]
     paths = {route.path for route in routes}
 
