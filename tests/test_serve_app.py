@@ -3,7 +3,6 @@ unexpected error gives (a 500 naming the request id; the traceback in the log on
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 
 import numpy as np
@@ -18,7 +17,7 @@ from flaubert_np.serve.batching import Batcher
 from flaubert_np.serve.metrics import Metrics
 
 TOL = 1e-5
-SENTENCES = read_sts_sentences("dev")[:40]
+SENTENCES = list(dict.fromkeys(read_sts_sentences("dev")))[:40]  # no text twice
 
 
 @pytest.fixture
@@ -26,13 +25,13 @@ def encoder():
     return SentenceEncoder.from_pretrained("demo")
 
 
-def record_passes(encoder) -> list[list[int]]:
-    """Wrap encoder.encode_tokenized: each pass's token counts, one per text."""
-    passes: list[list[int]] = []
+def record_passes(encoder) -> list[list[tuple]]:
+    """Wrap encoder.encode_tokenized: each pass's texts, as tuples of token ids."""
+    passes: list[list[tuple]] = []
     forward = encoder.encode_tokenized
 
     def recorded(features, prompt_length=0):
-        passes.append([f["input_ids"].shape[1] for f in features])
+        passes.append([tuple(f["input_ids"][0].tolist()) for f in features])
         return forward(features, prompt_length)
 
     encoder.encode_tokenized = recorded
@@ -57,13 +56,21 @@ def test_batcher_budget_split_and_join(encoder):
     batcher.stop()
     for texts, got in zip(requests, results, strict=True):
         assert np.abs(got - encoder.encode(texts)).max() <= TOL
-    lengths = [n for texts in requests for n in (encoder.tokenize([t])["input_ids"].shape[1]
-                                                 for t in texts)]  # fmt: skip
-    assert [n for p in passes for n in p] == lengths  # every text once, in arrival order
-    assert all(sum(p) <= budget for p in passes)
-    # every pass but the last is full: the next text would not have fitted
-    assert all(sum(p) + later[0] > budget for p, later in itertools.pairwise(passes))
+    ids = [[tuple(encoder.tokenize([t])["input_ids"][0].tolist()) for t in texts]
+           for texts in requests]  # fmt: skip
+    taken = [text for p in passes for text in p]
+    assert sorted(taken) == sorted(t for texts in ids for t in texts)  # every text once
+    for texts in ids:  # each request's texts in order
+        assert [t for t in taken if t in texts] == texts
+    tokens = [sum(map(len, p)) for p in passes]
+    assert all(n <= budget for n in tokens)
+    # every pass but the last is full: it ended because a text would not fit
+    longest = max(len(t) for texts in ids for t in texts)
+    assert all(n + longest > budget for n in tokens[:-1])
     assert len(passes) > 3  # the 25-sentence request was split
+    # ... and the requests queued behind it were not held up until its end: all three are
+    # done by the second pass (its rest went to the back of the queue)
+    assert set(ids[1] + ids[2]) <= set(passes[0] + passes[1])
     assert 'flaubert_np_batch_requests_bucket{le="1"}' in metrics.render()
     joined = metrics.batch_requests.counts[()]
     assert sum(joined[1:]) >= 1  # some pass held texts of two requests or more

@@ -4,7 +4,8 @@ Requests put their tokenized texts in the queue and wait. Whenever the model thr
 takes everything queued, oldest first, up to `max_batch_tokens` real tokens, and runs it as one
 forward pass: no waiting window, so a lone request starts at once, and under load the requests
 that arrived during a pass share the next. A request larger than the budget is split across
-passes (the rest stays at the head of the queue). The forward pass removes padding, so an
+passes; its rest waits at the back of the queue, so that the requests behind it are not held up
+for all of its passes. The forward pass removes padding, so an
 embedding does not depend on the batch it landed in (beyond float32 rounding).
 
 NumPy's matrix products release the GIL: the event loop and the tokenizing threads keep running
@@ -95,8 +96,8 @@ class Batcher:
         return await job.future
 
     def _take(self) -> list[tuple[_Job, int, int]]:
-        """Under the lock: the next pass, as (job, first text, end) slices, oldest first, up to
-        the token budget (at least one text, however long)."""
+        """Under the lock: the next pass, as (job, first text, end) slices, in queue order, up
+        to the token budget (at least one text, however long)."""
         pieces: list[tuple[_Job, int, int]] = []
         budget = self.max_batch_tokens
         while self._jobs:
@@ -114,9 +115,14 @@ class Batcher:
             if end > start:
                 pieces.append((job, start, end))
                 job.taken = end
-            if job.remaining():
-                break  # the budget is spent
-            self._jobs.popleft()
+            if not job.remaining():
+                self._jobs.popleft()
+                continue
+            if end > start:
+                # Split: its rest goes to the back of the queue, so that a large request shares
+                # the next passes with the requests behind it rather than holding them up.
+                self._jobs.rotate(-1)
+            break  # the budget is spent
         return pieces
 
     def _run(self) -> None:
