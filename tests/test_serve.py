@@ -519,3 +519,14 @@ def test_importing_flaubert_np_loads_no_server():
     code = f"import sys, flaubert_np, flaubert_np.cli; print(sorted({modules} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_taken_port_is_one_error_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("serve", "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("flaubert-np: error: could not serve on 127.0.0.1:")
+    assert "address already in use" in result.stderr  # uvicorn's log says why

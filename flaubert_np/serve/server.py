@@ -103,6 +103,9 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    try:
+        asyncio.run(server.serve())
+    except SystemExit:  # uvicorn's way out when it cannot start, e.g. the port is taken
+        server.started = False
     if not server.started:
         raise OSError(f"could not serve on {host}:{port} (the log above says why)")
