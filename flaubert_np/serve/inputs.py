@@ -1,5 +1,5 @@
-"""Texts -> model inputs, as `SentenceEncoder.encode` makes them, one text at a time, with the
-bounds that keep a request's work small.
+"""Texts -> model inputs as `SentenceEncoder.encode` makes them, each text's own arrays (the
+batcher joins texts of several requests), with the bounds that keep a request's work small.
 
 This runs in a worker thread, never on the event loop: the tokenizer (Moses, then BPE) is pure
 Python, and a 2 MB request keeps it busy for seconds.

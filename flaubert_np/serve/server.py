@@ -21,7 +21,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from flaubert_np.sentence import SentenceEncoder
 from flaubert_np.serve.app import Settings, create_app
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 # uvicorn closes a keep-alive connection idle for this long (its own default).
 KEEP_ALIVE_S = 5
 
