@@ -218,7 +218,81 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, help="the HTML file to write ('-': stdout)"
     )
     explain.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _add_serve_parser(commands, model_options)
     return parser
+
+
+# -- serve: the embedding server (flaubert_np/serve/, docs/serving.md) ------------------------
+
+
+def _add_serve_parser(commands, model_options: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser(
+        "serve", parents=[model_options], help="run an OpenAI- and TEI-compatible embedding server",
+        description="Serve the model over HTTP: OpenAI's /v1/embeddings, TEI's /embed, "
+        "/similarity and /tokenize, /health, /info, /metrics. Needs the serve extra.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="default: 8080")
+    serve.add_argument(
+        "--served-model-name", metavar="NAME", help="the model's name in answers (default: --model)"
+    )
+    serve.add_argument(
+        "--max-batch-tokens", type=int, default=2048, metavar="N",
+        help="real tokens per forward pass, across requests (default: 2048)",
+    )
+    serve.add_argument(
+        "--max-concurrent-requests", type=int, default=512, metavar="N",
+        help="requests in flight; more get 429 (default: 512)",
+    )
+    serve.add_argument(
+        "--max-client-batch-size", type=int, default=2048, metavar="N",
+        help="texts per request; more get 413 (default: 2048)",
+    )
+    serve.add_argument(
+        "--payload-limit", type=int, default=2_000_000, metavar="BYTES",
+        help="request body size; larger gets 413 (default: 2000000)",
+    )
+    serve.add_argument(
+        "--auto-truncate", action="store_true",
+        help="/embed and /similarity truncate long texts at max_seq_length instead of 413",
+    )
+    serve.add_argument(
+        "--api-key", metavar="KEY",
+        help="require 'Authorization: Bearer KEY' on every route but /health "
+        "(default: $FLAUBERT_NP_API_KEY, else none)",
+    )
+    serve.add_argument(
+        "--read-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="time a client has to send a request's headers, then its body (default: 10)",
+    )
+    serve.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info",
+        help="default: info (one access-log line per request on stderr)",
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from flaubert_np.serve import server
+    except ImportError as e:
+        raise CliError(f'serve needs the serve extra ({e.name} is missing): '
+                       'pip install "flaubert-np[serve]"') from None
+    import os
+
+    from flaubert_np.serve.app import Settings
+
+    settings = Settings(
+        served_model_name=args.served_model_name or args.model,
+        max_batch_tokens=args.max_batch_tokens,
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_client_batch_size=args.max_client_batch_size,
+        payload_limit=args.payload_limit,
+        auto_truncate=args.auto_truncate,
+        api_key=args.api_key if args.api_key is not None else os.environ.get("FLAUBERT_NP_API_KEY"),
+        read_timeout=args.read_timeout,
+    )
+    server.check(settings, args.port)  # a wrong flag fails before the model loads
+    server.run(_load(args), settings, args.host, args.port, args.log_level)
 
 
 def _read_input(args: argparse.Namespace) -> Chunk:
@@ -503,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported
     command = {"encode": cmd_encode, "similarity": cmd_similarity, "attention": cmd_attention,
-               "explain": cmd_explain}[args.command]  # fmt: skip
+               "explain": cmd_explain, "serve": cmd_serve}[args.command]  # fmt: skip
     try:
         command(args)
     except CliError as e:

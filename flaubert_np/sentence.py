@@ -274,12 +274,7 @@ class SentenceEncoder:
                 if output_value == "token_embeddings":
                     results.extend(_trim(token_embeddings, mask))
                 else:
-                    if prompt_length and not self.pooling.include_prompt:
-                        mask = mask.copy()
-                        mask[:, :prompt_length] = 0
-                    embeddings = pool(token_embeddings, mask, self.pooling.pooling_modes)
-                    for head in self.heads:
-                        embeddings = head(embeddings)
+                    embeddings = self._pool(token_embeddings, mask, prompt_length)
                     embeddings = embeddings[:, :truncate_dim]  # [batch, truncate_dim]
                     if normalize_embeddings:
                         embeddings = Normalize()(embeddings)
@@ -407,6 +402,31 @@ class SentenceEncoder:
             f"pooling={'+'.join(self.pooling.pooling_modes)}, heads={len(self.heads)}, "
             f"dim={self.embedding_dimension}, token_type_ids={self.token_type_ids!r})"
         )
+
+    def encode_tokenized(
+        self, features: Sequence[dict[str, np.ndarray]], prompt_length: int = 0
+    ) -> np.ndarray:
+        """Sentence embeddings [n, dim] of texts already tokenized by `tokenize` (one dict per
+        batch, joined into one forward pass): `encode` without its tokenizing, sorting and
+        normalising, for callers that tokenize elsewhere (the server, off its model thread).
+        `prompt_length`: the prompt's tokens after <s>, left out of pooling as in `encode`."""
+        joined = _join(list(features), self.tokenizer.pad_token_id)
+        token_embeddings = self._token_embeddings(joined)
+        embeddings = self._pool(token_embeddings, joined["attention_mask"], prompt_length)
+        return embeddings.astype(np.float32, copy=False)
+
+    def _pool(
+        self, token_embeddings: np.ndarray, mask: np.ndarray, prompt_length: int
+    ) -> np.ndarray:
+        """[batch, seq, emb_dim] -> [batch, dim]: Pooling, then the Dense/Normalize heads. The
+        prompt's tokens (after <s>) are left out of pooling unless the model includes them."""
+        if prompt_length and not self.pooling.include_prompt:
+            mask = mask.copy()
+            mask[:, :prompt_length] = 0
+        embeddings = pool(token_embeddings, mask, self.pooling.pooling_modes)
+        for head in self.heads:
+            embeddings = head(embeddings)
+        return embeddings
 
 
 def _check_truncate_dim(truncate_dim: Any) -> int | None:
