@@ -31,57 +31,68 @@ class ModelFileError(ValueError):
     """A file of a model folder that flaubert-np cannot use; the message starts with the file."""
 
 
-def read_bytes(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+Error = type[ModelFileError]  # the subclass a caller wants raised (ConfigError, WeightsError)
+
+
+def read_bytes(
+    path: str | Path, max_bytes: int = MAX_FILE_BYTES, error: Error = ModelFileError
+) -> bytes:
     """A file's bytes, refused before reading if it holds more than `max_bytes`."""
     path = Path(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_bytes:
-            raise ModelFileError(f"{path}: {size} bytes, more than the {max_bytes} allowed")
+            raise error(f"{path}: {size} bytes, more than the {max_bytes} allowed")
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:  # grew while being read
-        raise ModelFileError(f"{path}: more than the {max_bytes} bytes allowed")
+        raise error(f"{path}: more than the {max_bytes} bytes allowed")
     return data
 
 
-def read_text(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+def read_text(
+    path: str | Path, max_bytes: int = MAX_FILE_BYTES, error: Error = ModelFileError
+) -> str:
     """A UTF-8 text file, newlines translated as open(path, encoding="utf-8") translates them."""
-    data = read_bytes(path, max_bytes)
+    data = read_bytes(path, max_bytes, error)
     try:
         return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
     except UnicodeDecodeError as e:
-        raise ModelFileError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+        raise error(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
-def read_json(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> Any:
+def read_json(
+    path: str | Path, max_bytes: int = MAX_FILE_BYTES, error: Error = ModelFileError
+) -> Any:
     """A JSON file's value (any JSON type), checked: UTF-8, size, nesting depth."""
-    return parse_json(read_text(path, max_bytes), str(path))
+    return parse_json(read_text(path, max_bytes, error), str(path), error=error)
 
 
-def read_json_object(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
+def read_json_object(
+    path: str | Path, max_bytes: int = MAX_FILE_BYTES, error: Error = ModelFileError
+) -> dict[str, Any]:
     """A JSON file that must hold an object."""
-    value = read_json(path, max_bytes)
+    value = read_json(path, max_bytes, error)
     if not isinstance(value, dict):
-        raise ModelFileError(f"{path}: expected a JSON object, found {_json_type(value)}")
+        raise error(f"{path}: expected a JSON object, found {_json_type(value)}")
     return value
 
 
-def parse_json(text: str, where: str, unique_keys: bool = False) -> Any:
+def parse_json(
+    text: str, where: str, unique_keys: bool = False, error: Error = ModelFileError
+) -> Any:
     """Parse JSON text; `where` (a path) starts every error message. `unique_keys` refuses an
     object that names a key twice (json.loads would keep the last)."""
-    hook = _unique_pairs(where) if unique_keys else None
+    hook = _unique_pairs(where, error) if unique_keys else None
     try:
         value = json.loads(text, object_pairs_hook=hook)
     except json.JSONDecodeError as e:
-        raise ModelFileError(f"{where}: not valid JSON ({e})") from None
+        raise error(f"{where}: not valid JSON ({e})") from None
     except RecursionError:  # the C parser stops at Python's recursion limit, cleanly
-        raise ModelFileError(
+        raise error(
             f"{where}: JSON nested deeper than the {MAX_JSON_DEPTH} levels allowed"
         ) from None
     if _depth(value) > MAX_JSON_DEPTH:
-        raise ModelFileError(
-            f"{where}: JSON nested deeper than the {MAX_JSON_DEPTH} levels allowed"
-        )
+        raise error(f"{where}: JSON nested deeper than the {MAX_JSON_DEPTH} levels allowed")
     return value
 
 
@@ -146,12 +157,12 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _unique_pairs(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+def _unique_pairs(where: str, error: Error) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj: dict[str, Any] = {}
         for key, value in pairs:
             if key in obj:
-                raise ModelFileError(f"{where}: key {key!r} appears twice")
+                raise error(f"{where}: key {key!r} appears twice")
             obj[key] = value
         return obj
 
