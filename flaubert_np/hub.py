@@ -18,8 +18,9 @@ module that holds weights, `model.safetensors` (or its shards) and only when the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from flaubert_np.files import ModelFileError, read_json
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -129,15 +130,15 @@ def weights_folders(model_dir: Path) -> list[str]:
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():  # a plain transformers model: weights at the root
         return [""]
+    modules = read_json(modules_file)
     try:
-        modules = json.loads(modules_file.read_text(encoding="utf-8"))
         folders = [
             m.get("path", "").strip("/")
             for m in modules
             if str(m.get("type", "")).rsplit(".", 1)[-1] in _WEIGHTED_MODULES
         ]
-    except (ValueError, AttributeError, TypeError) as e:
-        raise ValueError(f"{modules_file}: not a valid modules.json ({e})") from e
+    except (AttributeError, TypeError) as e:
+        raise ModelFileError(f"{modules_file}: not a valid modules.json ({e})") from e
     return [f"{folder}/" if folder else "" for folder in folders]
 
 

@@ -26,7 +26,6 @@ was saved with, so a model keeps the numbers it was trained and scored with.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from flaubert_np import hub
+from flaubert_np.files import ModelFileError, field, inside, read_json, read_json_object
 from flaubert_np.model import FlaubertModel
 from flaubert_np.pooling import PoolingConfig, normalize, pool
 from flaubert_np.tokenizer import FlaubertTokenizer
+from flaubert_np.weights import read_safetensors, to_float32
 
 # Config files older sentence-transformers Transformer modules used besides the current name.
 SBERT_CONFIG_NAMES = (
@@ -57,14 +58,6 @@ SBERT_CONFIG_NAMES = (
 TOKENS_PER_PASS = 2048
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 TOKEN_TYPE_IDS_SETTINGS = ("auto", "zeros", "none", True, False, None)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
 def _module_kind(type_name: str) -> str:
@@ -93,10 +86,12 @@ def read_modules(model_dir: Path) -> list[tuple[str, str | None]]:
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():
         return [("Transformer", ""), ("Pooling", None)]
-    entries = _read_json(modules_file)
+    entries = read_json(modules_file)
     if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
         raise ValueError(f"{modules_file}: expected a list of modules")
     modules = [(_module_kind(str(m.get("type"))), _module_path(m)) for m in entries]
+    for _, folder in modules:  # a module folder may not be a link out of the model folder
+        inside(model_dir, folder, "module folder")
     kinds = [kind for kind, _ in modules]
     if kinds[:2] != ["Transformer", "Pooling"] or {"Transformer", "Pooling"} & set(kinds[2:]):
         raise ValueError(
@@ -127,12 +122,13 @@ def saved_with_transformers(model_dir: Path, transformer_dir: Path) -> tuple[str
     """The transformers version a model was saved with, and the file that says so."""
     st_config = model_dir / "config_sentence_transformers.json"
     if st_config.is_file():
-        version = (_read_json(st_config).get("__version__") or {}).get("transformers")
+        versions = field(read_json_object(st_config), "__version__", dict, st_config, {})
+        version = versions.get("transformers")
         if version:
             return str(version), st_config
     hf_config = transformer_dir / "config.json"
     if hf_config.is_file():
-        version = _read_json(hf_config).get("transformers_version")
+        version = read_json_object(hf_config).get("transformers_version")
         if version:
             return str(version), hf_config
     return None
@@ -187,8 +183,10 @@ class Dense:
     @classmethod
     def from_dir(cls, folder: Path) -> Dense:
         config_file = folder / "config.json"
-        config = _read_json(config_file)
-        activation = str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))
+        config = read_json_object(config_file)
+        activation = field(
+            config, "activation_function", str, config_file, "torch.nn.modules.activation.Tanh"
+        )
         name = activation.rsplit(".", 1)[-1]
         if not activation.startswith("torch.") or name not in _ACTIVATIONS:
             raise ValueError(
@@ -198,8 +196,11 @@ class Dense:
         for key in ("module_input_name", "module_output_name"):
             if config.get(key, "sentence_embedding") not in (None, "sentence_embedding"):
                 raise ValueError(f"{config_file}: Dense {key} {config[key]!r} is not supported")
-        n_in, n_out = int(config["in_features"]), int(config["out_features"])
-        has_bias, use_residual = bool(config.get("bias", True)), bool(config.get("use_residual"))
+        n_in, n_out = (field(config, k, int, config_file) for k in ("in_features", "out_features"))
+        if n_in is None or n_out is None:
+            raise ModelFileError(f"{config_file}: in_features and out_features are required")
+        has_bias = field(config, "bias", bool, config_file, True)
+        use_residual = field(config, "use_residual", bool, config_file, False)
         tensors = _load_module_weights(folder)
         expected = {"linear.weight": (n_out, n_in)}
         if has_bias:
@@ -230,13 +231,11 @@ class Dense:
 def _load_module_weights(folder: Path) -> dict[str, np.ndarray]:
     """A small module's tensors, from model.safetensors or (without torch) pytorch_model.bin."""
     if (folder / "model.safetensors").is_file():
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        try:
-            tensors = load_file(folder / "model.safetensors")
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"{folder / 'model.safetensors'}: cannot read weights ({e})") from e
+        path = folder / "model.safetensors"
+        return {
+            name: to_float32(code, array, f"{path}: tensor '{name}'")
+            for name, (code, array) in read_safetensors(path).items()
+        }
     elif (folder / "pytorch_model.bin").is_file():
         from flaubert_np.torch_bin import load_torch_bin
 
@@ -317,7 +316,10 @@ class SentenceEncoder:
         model = FlaubertModel.from_pretrained(encoder_dir)
         tokenizer = FlaubertTokenizer.from_pretrained(encoder_dir)
         sbert_files = [encoder_dir / n for n in SBERT_CONFIG_NAMES]
-        sbert = next((_read_json(f) for f in sbert_files if f.is_file()), {})
+        sbert_file = next((f for f in sbert_files if f.is_file()), None)
+        sbert: dict[str, Any] = read_json_object(sbert_file) if sbert_file else {}
+        field(sbert, "max_seq_length", int, sbert_file or encoder_dir)
+        field(sbert, "do_lower_case", bool, sbert_file or encoder_dir)
         max_seq_length = _max_seq_length(sbert, tokenizer, model)
 
         pooling_path = modules[1][1]
@@ -347,7 +349,10 @@ class SentenceEncoder:
             dim = dense.out_features
 
         st_config_file = model_dir / "config_sentence_transformers.json"
-        st_config = _read_json(st_config_file) if st_config_file.is_file() else {}
+        st_config = read_json_object(st_config_file) if st_config_file.is_file() else {}
+        field(st_config, "prompts", dict, st_config_file)
+        field(st_config, "default_prompt_name", str, st_config_file)
+        field(st_config, "similarity_fn_name", str, st_config_file)
         saved_with = saved_with_transformers(model_dir, encoder_dir)
         encoder = cls(
             model,

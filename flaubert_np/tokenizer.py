@@ -18,7 +18,6 @@ reproduced, not fixed: the promise is identical ids.
 from __future__ import annotations
 
 import functools
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from flaubert_np.files import read_json, read_text
 
 # transformers' "no limit" model_max_length, and the bound above which a length counts as "no limit"
 VERY_LARGE_INTEGER = int(1e30)
@@ -261,14 +262,6 @@ class Trie:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
 def read_merges(path: Path) -> dict[tuple[str, ...], int]:
     """merges.txt -> {(left, right): rank}, read exactly as transformers reads it.
 
@@ -276,8 +269,7 @@ def read_merges(path: Path) -> dict[tuple[str, ...], int]:
     each line keeps its first two whitespace-separated fields (a "#version" header becomes a
     harmless "merge"), and a repeated merge keeps its last rank.
     """
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")[:-1]
+    lines = read_text(path).split("\n")[:-1]
     return {tuple(line.split()[:2]): rank for rank, line in enumerate(lines)}
 
 
@@ -476,12 +468,12 @@ class FlaubertTokenizer:
             path = model_dir / name
             if not path.is_file():
                 return None
-            value = _read_json(path)
+            value = read_json(path)
             if not isinstance(value, dict):
                 raise ValueError(f"{path}: expected a JSON object")
             return value
 
-        vocab = _read_json(model_dir / "vocab.json")
+        vocab = read_json(model_dir / "vocab.json")
         if not isinstance(vocab, dict) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()
         ):
