@@ -64,7 +64,7 @@ def _module_kind(type_name: str) -> str:
     """'sentence_transformers.models.Pooling' (2.x-4.x) or '...modules.pooling.Pooling' (5+)."""
     kind = type_name.rsplit(".", 1)[-1]
     if not type_name.startswith("sentence_transformers.") or kind not in SUPPORTED_MODULES:
-        raise ValueError(
+        raise ModelFileError(
             f"modules.json: module type '{type_name}' is not supported "
             f"(flaubert-np runs {', '.join(SUPPORTED_MODULES)})"
         )
@@ -75,7 +75,7 @@ def _module_path(entry: dict) -> str:
     """A module's folder, relative to the model directory (and never outside it)."""
     path = str(entry.get("path", ""))
     if Path(path).is_absolute() or ".." in Path(path).parts:
-        raise ValueError(f"modules.json: module path '{path}' leaves the model directory")
+        raise ModelFileError(f"modules.json: module path '{path}' leaves the model directory")
     return path
 
 
@@ -88,13 +88,13 @@ def read_modules(model_dir: Path) -> list[tuple[str, str | None]]:
         return [("Transformer", ""), ("Pooling", None)]
     entries = read_json(modules_file)
     if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
-        raise ValueError(f"{modules_file}: expected a list of modules")
+        raise ModelFileError(f"{modules_file}: expected a list of modules")
     modules = [(_module_kind(str(m.get("type"))), _module_path(m)) for m in entries]
     for _, folder in modules:  # a module folder may not be a link out of the model folder
         inside(model_dir, folder, "module folder")
     kinds = [kind for kind, _ in modules]
     if kinds[:2] != ["Transformer", "Pooling"] or {"Transformer", "Pooling"} & set(kinds[2:]):
-        raise ValueError(
+        raise ModelFileError(
             f"{modules_file}: expected Transformer, Pooling, then Dense/Normalize modules; "
             f"got {', '.join(kinds) or 'none'}"
         )

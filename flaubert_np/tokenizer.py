@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from flaubert_np.files import read_json, read_text
+from flaubert_np.files import ModelFileError, read_json, read_json_object, read_text
 
 # transformers' "no limit" model_max_length, and the bound above which a length counts as "no limit"
 VERY_LARGE_INTEGER = int(1e30)
@@ -468,16 +468,15 @@ class FlaubertTokenizer:
             path = model_dir / name
             if not path.is_file():
                 return None
-            value = read_json(path)
-            if not isinstance(value, dict):
-                raise ValueError(f"{path}: expected a JSON object")
-            return value
+            return read_json_object(path)
 
         vocab = read_json(model_dir / "vocab.json")
         if not isinstance(vocab, dict) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()
         ):
-            raise ValueError(f"{model_dir / 'vocab.json'}: expected an object of token -> int id")
+            raise ModelFileError(
+                f"{model_dir / 'vocab.json'}: expected an object of token -> int id"
+            )
         config = optional_json("tokenizer_config.json") or {}
         named, extras, added = _special_and_added_tokens(
             config, optional_json("special_tokens_map.json"), optional_json("added_tokens.json")

@@ -55,6 +55,7 @@ import pickletools
 import reprlib
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -205,7 +206,8 @@ class _Archive:
             self._zip = zipfile.ZipFile(path)
         except UnicodeDecodeError:
             raise TorchBinError(f"{path}: a zip entry name is not UTF-8") from None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                struct.error) as e:  # fmt: skip
             raise TorchBinError(f"{path}: corrupt zip archive ({e})") from e
         with open(path, "rb") as f:
             # Copy-on-write: arrays viewing the map are writable, and the file is never written.
@@ -301,7 +303,7 @@ class _Archive:
         if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
             raise TorchBinError(f"{where} is stored, yet its sizes differ")
         offset = info.header_offset
-        if offset + _ZIP_LOCAL_HEADER.size > len(self._map):
+        if not 0 <= offset <= len(self._map) - _ZIP_LOCAL_HEADER.size:
             raise TorchBinError(f"{where}: its local header lies past the end of the file")
         signature, _, _, method, *_, name_length, extra_length = _ZIP_LOCAL_HEADER.unpack_from(
             self._map, offset
@@ -339,28 +341,42 @@ class _Archive:
 
     def read(self, name: str) -> bytes:
         """A small record (data.pkl, byteorder), CRC-checked."""
-        info, _ = self._entries[name]
-        return self._inflate(info).tobytes()
+        info, start = self._entries[name]
+        if info.compress_type != zipfile.ZIP_STORED:
+            return self._inflate(info, start).tobytes()
+        data = self._map[start : start + info.file_size]
+        if zlib.crc32(data) != info.CRC:
+            raise TorchBinError(f"{self.path}: cannot read {info.filename} (bad CRC)")
+        return data
 
-    def _inflate(self, info: zipfile.ZipInfo) -> np.ndarray:
-        """[file_size] uint8: an entry read through zipfile (CRC-checked), into one array."""
+    def _inflate(self, info: zipfile.ZipInfo, start: int) -> np.ndarray:
+        """[file_size] uint8: a deflated entry, inflated into one array and never past its
+        declared size; the stream must end exactly there, with the right CRC."""
         self.spend(info.file_size, f"reading {info.filename}")
-        out = np.empty(info.file_size, dtype=np.uint8)
-        done = 0
+        size, end = info.file_size, start + info.compress_size
+        out = np.empty(size, dtype=np.uint8)
+        done, source, pending = 0, start, b""
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # a zip holds raw deflate streams
         try:
-            with self._zip.open(info) as f:
-                while done < info.file_size:
-                    chunk = f.read(min(1 << 20, info.file_size - done))
-                    if not chunk:
+            while not inflater.eof:
+                if not pending:
+                    if source >= end:
                         break
-                    out[done : done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-                    done += len(chunk)
-                if done == info.file_size:
-                    f.read(1)  # reaches the end of the stream: zipfile checks the CRC there
-        except Exception as e:  # zlib.error, BadZipFile (bad CRC), EOFError, ...
-            raise TorchBinError(f"{self.path}: cannot read {info.filename} ({e})") from e
-        if done != info.file_size:
-            raise TorchBinError(f"{self.path}: {info.filename} ends early")
+                    pending = self._map[source : min(end, source + (1 << 20))]
+                    source += len(pending)
+                piece = inflater.decompress(pending, size - done + 1)  # at most 1 byte over
+                pending = inflater.unconsumed_tail
+                if done + len(piece) > size:
+                    raise TorchBinError(f"{self.path}: cannot read {info.filename} (it inflates "
+                                        f"past its declared {size} bytes)")  # fmt: skip
+                out[done : done + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+                done += len(piece)
+        except zlib.error as e:
+            raise TorchBinError(f"{self.path}: cannot read {info.filename} ({e})") from None
+        if not inflater.eof or done != size or pending or source < end or inflater.unused_data:
+            raise TorchBinError(f"{self.path}: cannot read {info.filename} (corrupt deflate data)")
+        if zlib.crc32(out.data) != info.CRC:
+            raise TorchBinError(f"{self.path}: cannot read {info.filename} (bad CRC)")
         return out
 
     def storage(self, key: str, nbytes: int) -> np.ndarray:
@@ -374,7 +390,7 @@ class _Archive:
                 f"{self.path}: storage {name} holds {info.file_size} bytes, expected {nbytes}"
             )
         if info.compress_type != zipfile.ZIP_STORED:
-            return self._inflate(info)
+            return self._inflate(info, start)
         return np.frombuffer(self._map, dtype=np.uint8, count=nbytes, offset=start)
 
 
@@ -526,6 +542,8 @@ class _StateDictReader:
 
     def _add(self, target: Any, value: Any) -> None:
         self._seal(value)
+        if id(target) in self._sealed:  # the value was the container itself
+            raise TorchBinError(f"{self._path}: a container put inside itself")
         depth = max(self._depth[id(target)], 1 + self._depth_of(value))
         if depth > _MAX_DEPTH:
             raise TorchBinError(f"{self._path}: values nested deeper than {_MAX_DEPTH} levels")
