@@ -386,7 +386,7 @@ bin_case(
     r"cannot read .*data/0",
     SIMPLE,
     compress=("data/0",),
-    edit=_set("data/0", data=_bomb(64)),
+    edit=lambda entries: entries["data/0"].update(data=_bomb(64)),
 )
 bin_case(
     "zip: corrupt deflate stream",
@@ -755,7 +755,11 @@ def _linked_shard(folder: Path) -> None:
     (folder / shard).symlink_to(outside)
 
 
-@case("shard index: 200,000-deep JSON", "model.safetensors.index.json", "nested deeper than the 32 levels")
+@case(
+    "shard index: 200,000-deep JSON",
+    "model.safetensors.index.json",
+    "nested deeper than the 32 levels",
+)
 def _deep_index(folder: Path) -> None:
     (folder / ST).unlink()
     (folder / "model.safetensors.index.json").write_text(deep_json(200_000))
