@@ -818,7 +818,7 @@ def check(root: Path) -> None:
 def fuzz(root: Path, count: int, seed: int) -> None:
     """`count` random mutations each of a small .bin and a small .safetensors file. Prints a JSON
     summary: counts per outcome and every case that was neither a ModelFileError nor a correct
-    load."""
+    load. The .bin files that loaded are kept in root/loaded/ for torch to read too."""
     from safetensors.numpy import load as st_load
     from safetensors.numpy import save as st_save
 
@@ -853,6 +853,9 @@ def fuzz(root: Path, count: int, seed: int) -> None:
                     got = {k: a for k, (_, a) in read_safetensors(path).items()}
                     ok = _same_as_safetensors(got, data, st_load)
                 outcome = "loaded" if ok else "wrong load"
+                if ok and suffix == ".bin":  # kept for an oracle to compare (torch.load)
+                    (root / "loaded").mkdir(exist_ok=True)
+                    path.rename(root / "loaded" / f"{i}.bin")
             except ModelFileError:
                 outcome = "ModelFileError"
             except BaseException as e:  # the invariant's "anything else"
