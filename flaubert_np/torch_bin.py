@@ -380,9 +380,10 @@ class _StateDictReader:
                 raise TorchBinError(f"{where}: a parameter must wrap a tensor")
             self._check_flags(args[1], args[2], None, where)
             return args[0]
-        if function == "_rebuild_tensor":
-            args = (*args, False, {}) if len(args) == 4 else (None,) * 9
-        if function in ("_rebuild_tensor", "_rebuild_tensor_v2") and len(args) in (6, 7):
+        if function == "_rebuild_tensor" and len(args) == 4:  # older torch: no flags
+            storage, offset, size, stride = args
+            return self._tensor(self._check_storage(storage), None, offset, size, stride)
+        if function == "_rebuild_tensor_v2" and len(args) in (6, 7):
             storage, offset, size, stride, requires_grad, hooks, *metadata = args
             self._check_flags(requires_grad, hooks, metadata[0] if metadata else None, where)
             return self._tensor(self._check_storage(storage), None, offset, size, stride)
@@ -423,17 +424,17 @@ class _StateDictReader:
         if not _is_int(offset):
             raise TorchBinError(f"{where}: bad storage offset {reprlib.repr(offset)}")
         dims: list[tuple[int, ...]] = []
-        for name, value in (("size", size), ("stride", stride)):
+        for what, value in (("size", size), ("stride", stride)):
             if not (isinstance(value, tuple) and len(value) <= _MAX_NDIM
                     and all(_is_int(n) for n in value)):  # fmt: skip
-                raise TorchBinError(f"{where}: bad {name} {reprlib.repr(value)}")
+                raise TorchBinError(f"{where}: bad {what} {reprlib.repr(value)}")
             dims.append(value)
         shape, steps = dims
         if len(shape) != len(steps):
             raise TorchBinError(f"{where}: size {shape} and stride {steps} differ in length")
-        item = _DTYPES[dtype or storage.dtype].newbyteorder(storage.byteorder)
-        out_dtype = np.dtype(np.float32) if dtype == "bfloat16" or (
-            dtype is None and storage.dtype == "bfloat16") else item.newbyteorder("=")  # fmt: skip
+        name = dtype or storage.dtype
+        item = _DTYPES[name].newbyteorder(storage.byteorder)
+        out_dtype = np.dtype(np.float32) if name == "bfloat16" else item.newbyteorder("=")
         numel = math.prod(shape)
         if numel == 0:
             return np.zeros(shape, dtype=out_dtype)
@@ -465,7 +466,7 @@ class _StateDictReader:
         if whole and out_dtype == item and view.flags.aligned:
             return view  # the whole storage, shared as torch.load shares it
         self._archive.spend(numel * out_dtype.itemsize, f"tensor on storage data/{storage.key}")
-        if out_dtype == np.float32 and item.itemsize == 2:  # bfloat16: the top half of a float32
+        if name == "bfloat16":  # the bits of a bfloat16 are the top half of a float32
             bits = view.astype(np.uint32, order="C")
             bits <<= 16
             return bits.view(np.float32)

@@ -7,7 +7,8 @@ names, names in UTF-8, no encryption, only stored or deflated entries, each entr
 agreeing with the central directory (name, method, position), no two entries overlapping,
 data.pkl at most `MAX_PICKLE_BYTES`, compressed entries expanding to a bounded total. It then
 hands out stored storages as views of a copy-on-write memory map (no copy, and no CRC check,
-which would read the whole file up front) and inflates compressed ones itself, never past their declared size.
+which would read the whole file up front) and inflates compressed ones itself, never past their
+declared size.
 
 `budget` bounds what a whole load may allocate (inflated entries, copied tensor views, bfloat16
 -> float32): twice the archive's uncompressed size plus `SLACK_BYTES`.

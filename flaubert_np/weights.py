@@ -202,7 +202,7 @@ def load_weights(model_dir: str | Path, config: FlaubertConfig) -> dict[str, np.
     model_dir = Path(model_dir)
     for name in (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, TORCH_BIN_NAME, TORCH_BIN_INDEX_NAME):
         if (model_dir / name).is_file():
-            tensors = _read_checkpoint(inside(model_dir, name, "the weights file"))
+            tensors = _read_checkpoint(model_dir / name)
             break
     else:
         raise FileNotFoundError(

@@ -828,7 +828,7 @@ def fuzz(root: Path, count: int, seed: int) -> None:
 
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "a.weight": np.arange(12, dtype=np.float32).reshape(3, 4),
         "a.bias": np.ones(4, dtype=np.float16),
         "b": np.arange(6, dtype=np.int64),
