@@ -66,7 +66,9 @@ class UnsafePickleError(TorchBinError, pickle.UnpicklingError):
 # Limits, each far above what a FlauBERT checkpoint needs (data.pkl of flaubert-large: ~60 KB,
 # values nested 3 deep, ~2,000 memo entries).
 _MAX_DEPTH = 16  # tuples / dicts / lists inside one another
-_MAX_MEMO = 1 << 20  # highest memo index
+_MAX_MEMO = 1 << 18  # highest memo index
+_MAX_STACK = 1 << 16  # values on the stack, and marks
+_MAX_VALUES = 1 << 18  # tuples, lists, dicts and tensors made in all
 _MAX_NDIM = 32
 _MAX_INT = 1 << 48  # offsets, sizes, strides, element counts
 
@@ -190,22 +192,32 @@ class _StateDictReader:
         self._sealed: set[int] = set()
 
     def load(self) -> object:
+        stop = None
         try:
-            ops = list(pickletools.genops(self._data))
+            for opcode, arg, pos in pickletools.genops(self._data):  # parsed one at a time
+                assert pos is not None  # genops reads bytes: positions are known
+                if opcode.name not in _OPCODES:
+                    raise UnsafePickleError(
+                        f"{self._path}: refused pickle opcode {opcode.name} at byte {pos} of "
+                        "data.pkl: torch.save never writes it for a state dict"
+                    )
+                if opcode.name == "STOP":
+                    stop = pos
+                    break
+                self._step(opcode.name, arg, pos)
+                if len(self._stack) + len(self._marks) > _MAX_STACK or (
+                    len(self._alive) > _MAX_VALUES
+                ):
+                    raise TorchBinError(
+                        f"{self._path}: data.pkl builds more values than a state dict holds "
+                        f"(at most {_MAX_STACK} on the stack, {_MAX_VALUES} in all)"
+                    )
+        except TorchBinError:
+            raise
         except ValueError as e:  # unknown opcode, truncated argument, no STOP
             raise TorchBinError(f"{self._path}: corrupt data.pkl ({e})") from None
-        if not ops or ops[-1][2] != len(self._data) - 1:
+        if stop != len(self._data) - 1:
             raise TorchBinError(f"{self._path}: corrupt data.pkl (bytes after its STOP)")
-        for opcode, arg, pos in ops:
-            assert pos is not None  # genops reads bytes: positions are known
-            if opcode.name not in _OPCODES:
-                raise UnsafePickleError(
-                    f"{self._path}: refused pickle opcode {opcode.name} at byte {pos} of "
-                    "data.pkl: torch.save never writes it for a state dict"
-                )
-            if opcode.name == "STOP":
-                break
-            self._step(opcode.name, arg, pos)
         if len(self._stack) != 1 or self._marks:
             raise TorchBinError(f"{self._path}: corrupt data.pkl (stack left unbalanced)")
         return self._stack[0]
@@ -266,7 +278,10 @@ class _StateDictReader:
                     f"{self._path}: refused REDUCE on {reprlib.repr(function)}: only tensor "
                     "rebuild functions and OrderedDict are called"
                 )
-            push(self._reduce(function.name, args))
+            value = self._reduce(function.name, args)
+            if isinstance(value, np.ndarray):
+                self._alive.append(value)  # counted with the containers
+            push(value)
         elif op == "BUILD":
             (state,) = self._pop(1)
             if not (isinstance(self._top(), dict) and isinstance(state, dict)

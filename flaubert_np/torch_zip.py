@@ -34,7 +34,7 @@ class TorchBinError(ModelFileError):
     """The file is not a PyTorch state dict that can be read safely."""
 
 
-MAX_PICKLE_BYTES = 64 * 1024 * 1024  # data.pkl of flaubert-large: ~60 KB
+MAX_PICKLE_BYTES = 16 * 1024 * 1024  # data.pkl of flaubert-large: ~60 KB
 SLACK_BYTES = 64 * 1024 * 1024
 _INFLATE_FACTOR = 16  # compressed entries may expand to 16 x the file size (+ the slack) in all
 

@@ -269,14 +269,24 @@ bin_case(
     b"\x80\x02}" + b")" + b"\x85" * 200_000 + ONE + b"s.",
 )
 bin_case(
-    "pickle: 200,000-deep list",
+    "pickle: 50,000-deep list",
     "nested deeper than 16",
-    b"\x80\x02" + b"]" * 200_000 + b"a" * 199_999 + b".",
+    b"\x80\x02" + b"]" * 50_000 + b"a" * 49_999 + b".",
 )
 bin_case(
     "pickle: memo index 0x08000000",
     "memo index 134217728 out of range",
     b"\x80\x02}r\x00\x00\x00\x08.",
+)
+bin_case(
+    "pickle: 100,000 values on the stack",
+    "builds more values than a state dict holds",
+    b"\x80\x02" + b"N" * 100_000 + b".",
+)
+bin_case(
+    "pickle: 300,000 dicts",
+    "builds more values than a state dict holds",
+    b"\x80\x02}" + (b"(" + (p_str("k") + b"}") * 30_000 + b"u") * 10 + b".",
 )
 bin_case("pickle: memo read before written", r"memo 5 is empty", b"\x80\x02h\x05.")
 bin_case(
