@@ -23,7 +23,7 @@ from typing import Any
 
 # Far above what any FlauBERT file needs (vocab.json of flaubert-large: 1.5 MB; config files:
 # a few KB nested 3 deep), far below what would hurt.
-MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 
 
