@@ -73,7 +73,7 @@ def _module_kind(type_name: str) -> str:
 
 def _module_path(entry: dict) -> str:
     """A module's folder, relative to the model directory (and never outside it)."""
-    path = str(entry.get("path", ""))
+    path = field(entry, "path", str, "modules.json", "")
     if Path(path).is_absolute() or ".." in Path(path).parts:
         raise ModelFileError(f"modules.json: module path '{path}' leaves the model directory")
     return path
@@ -114,7 +114,7 @@ def transformer_dir(model_dir: Path) -> Path:
 def _major_version(version: Any, source: Path) -> int:
     match = re.match(r"\s*(\d+)\.", str(version))
     if not match:
-        raise ValueError(f"{source}: cannot read the transformers version {version!r}")
+        raise ModelFileError(f"{source}: cannot read the transformers version {version!r}")
     return int(match.group(1))
 
 
@@ -328,7 +328,7 @@ class SentenceEncoder:
         else:
             pooling = PoolingConfig.from_file(model_dir / pooling_path / "config.json")
         if pooling.embedding_dimension != model.config.emb_dim:
-            raise ValueError(
+            raise ModelFileError(
                 f"{model_dir / pooling_path}: pooling embedding_dimension "
                 f"{pooling.embedding_dimension} != the model's emb_dim {model.config.emb_dim}"
             )
@@ -341,7 +341,7 @@ class SentenceEncoder:
                 continue
             dense = Dense.from_dir(model_dir / path)
             if dense.weight.shape[1] != dim:
-                raise ValueError(
+                raise ModelFileError(
                     f"{model_dir / path}: Dense in_features {dense.weight.shape[1]} != the "
                     f"{dim}-d embeddings it receives"
                 )
