@@ -96,8 +96,13 @@ def parse_json(
     return value
 
 
-def field(obj: dict[str, Any], key: str, types: type | tuple[type, ...], where: str | Path,
-          default: Any = None) -> Any:  # fmt: skip
+def field(
+    obj: dict[str, Any],
+    key: str,
+    types: type | tuple[type, ...],
+    where: str | Path,
+    default: Any = None,
+) -> Any:
     """obj[key] (or `default` when absent or null), refused unless of `types` (bool is not int)."""
     value = obj.get(key)
     if value is None:

@@ -9,7 +9,11 @@ error that names it:
     header = {"<name>": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
               "__metadata__": {...}}   # offsets count from the first byte after the header
 
-float16 and bfloat16 tensors are upcast to float32 (copies). Names are returned bare
+The header is checked before any tensor is touched: at most MAX_HEADER_BYTES, UTF-8 JSON without
+repeated names, shapes NumPy can make, offsets that tile the data exactly. Every tensor's name
+and shape is then compared with the config before anything is computed from it: float16 and
+bfloat16 tensors are upcast to float32 (copies) only once they are known to belong, and the
+sinusoidal position table is built only after that. Names are returned bare
 ("attentions.0.q_lin.weight"), whether the file stores them bare (FlaubertModel) or under
 `transformer.` (FlaubertWithLMHeadModel and the other heads, whose own weights are ignored).
 """
