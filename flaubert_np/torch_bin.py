@@ -447,6 +447,8 @@ class _StateDictReader:
         shape, steps = dims
         if len(shape) != len(steps):
             raise TorchBinError(f"{where}: size {shape} and stride {steps} differ in length")
+        if math.prod(max(n, 1) for n in shape) > _MAX_INT:
+            raise TorchBinError(f"{where}: size {reprlib.repr(shape)} is too large")
         name = dtype or storage.dtype
         item = _DTYPES[name].newbyteorder(storage.byteorder)
         out_dtype = np.dtype(np.float32) if name == "bfloat16" else item.newbyteorder("=")
