@@ -50,7 +50,7 @@ import math
 import pickle
 import pickletools
 import reprlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -166,7 +166,7 @@ class _Storage:
 
     key: str
     dtype: str
-    data: np.ndarray  # [nbytes] uint8, usually a view of the memory map
+    data: np.ndarray = field(repr=False)  # [nbytes] uint8, usually a view of the memory map
     byteorder: Literal["<", ">"]  # the file's
 
 
@@ -385,7 +385,7 @@ class _StateDictReader:
         return storage
 
     def _reduce(self, function: str, args: tuple) -> object:
-        where = f"{self._path}: {function}{reprlib.repr(args)}"
+        where = f"{self._path}: {function}() in data.pkl"
         if function == "OrderedDict":
             if args:
                 raise TorchBinError(f"{where}: OrderedDict is only ever built empty")
