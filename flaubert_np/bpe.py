@@ -20,6 +20,8 @@ import heapq
 from itertools import pairwise
 from pathlib import Path
 
+from flaubert_np.files import read_text
+
 END_OF_WORD = "</w>"
 
 
@@ -30,8 +32,7 @@ def read_merges(path: Path) -> dict[tuple[str, ...], int]:
     each line keeps its first two whitespace-separated fields (a "#version" header becomes a
     harmless "merge"), and a repeated merge keeps its last rank.
     """
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")[:-1]
+    lines = read_text(path).split("\n")[:-1]
     return {tuple(line.split()[:2]): rank for rank, line in enumerate(lines)}
 
 

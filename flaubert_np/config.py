@@ -14,16 +14,17 @@ matter when one config.json spells the same setting twice (see `_SOURCES`):
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flaubert_np.files import ModelFileError, read_json
+
 CONFIG_NAME = "config.json"
 
 
-class ConfigError(ValueError):
+class ConfigError(ModelFileError):
     """A config.json that flaubert-np cannot run; the message names the file and the key."""
 
 
@@ -44,6 +45,17 @@ _INT_FIELDS = (
     "n_words", "emb_dim", "n_layers", "n_heads", "n_langs", "max_position_embeddings",
     "pad_index", "unk_index", "mask_index",
 )  # fmt: skip
+# Upper limits, checked before anything is built from the config: each far above every FlauBERT
+# (flaubert-large: 24 layers, emb_dim 1024, 16 heads, 68,729 words, 512 positions) and far
+# below what would exhaust memory before the weights are compared with it.
+LIMITS = {
+    "n_layers": 256,
+    "emb_dim": 16384,
+    "n_heads": 1024,
+    "n_words": 1 << 22,
+    "n_langs": 1024,
+    "max_position_embeddings": 16384,
+}
 _BOOL_FIELDS = (
     "pre_norm", "gelu_activation", "sinusoidal_embeddings", "causal", "asm", "use_lang_emb",
     "is_encoder",
@@ -109,11 +121,7 @@ class FlaubertConfig:
         path = Path(model_dir) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file (a FlauBERT model needs a config.json)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, error=ConfigError), source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = CONFIG_NAME) -> FlaubertConfig:
@@ -173,9 +181,10 @@ class FlaubertConfig:
             "n_langs",
             "max_position_embeddings",
         ):
-            if getattr(self, name) < 1:
+            if not 1 <= getattr(self, name) <= LIMITS[name]:
                 raise ConfigError(
-                    f"{source}: {name} must be at least 1, found {getattr(self, name)}"
+                    f"{source}: {name} must be between 1 and {LIMITS[name]}, found "
+                    f"{getattr(self, name)}"
                 )
         if self.emb_dim % self.n_heads:
             raise ConfigError(

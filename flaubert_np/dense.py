@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flaubert_np.modules import _read_json
+from flaubert_np.files import ModelFileError, field, read_json_object
 from flaubert_np.weights import SAFETENSORS_NAME, TORCH_BIN_NAME, read_safetensors, to_float32
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -45,8 +45,10 @@ class Dense:
     @classmethod
     def from_dir(cls, folder: Path) -> Dense:
         config_file = folder / "config.json"
-        config = _read_json(config_file)
-        activation = str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))
+        config = read_json_object(config_file)
+        activation = field(
+            config, "activation_function", str, config_file, "torch.nn.modules.activation.Tanh"
+        )
         name = activation.rsplit(".", 1)[-1]
         if not activation.startswith("torch.") or name not in ACTIVATIONS:
             raise ValueError(
@@ -56,8 +58,11 @@ class Dense:
         for key in ("module_input_name", "module_output_name"):
             if config.get(key, "sentence_embedding") not in (None, "sentence_embedding"):
                 raise ValueError(f"{config_file}: Dense {key} {config[key]!r} is not supported")
-        n_in, n_out = int(config["in_features"]), int(config["out_features"])
-        has_bias, use_residual = bool(config.get("bias", True)), bool(config.get("use_residual"))
+        n_in, n_out = (field(config, k, int, config_file) for k in ("in_features", "out_features"))
+        if n_in is None or n_out is None:
+            raise ModelFileError(f"{config_file}: in_features and out_features are required")
+        has_bias = field(config, "bias", bool, config_file, True)
+        use_residual = field(config, "use_residual", bool, config_file, False)
         tensors = load_module_weights(folder)
         expected: dict[str, tuple[int, ...]] = {"linear.weight": (n_out, n_in)}
         if has_bias:

@@ -19,28 +19,21 @@ a model keeps the numbers it was trained and scored with.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from flaubert_np.files import ModelFileError, field, inside, read_json, read_json_object
+
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 TOKEN_TYPE_IDS_SETTINGS = ("auto", "zeros", "none", True, False, None)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
 def _module_kind(type_name: str) -> str:
     """'sentence_transformers.models.Pooling' (2.x-4.x) or '...modules.pooling.Pooling' (5+)."""
     kind = type_name.rsplit(".", 1)[-1]
     if not type_name.startswith("sentence_transformers.") or kind not in SUPPORTED_MODULES:
-        raise ValueError(
+        raise ModelFileError(
             f"modules.json: module type '{type_name}' is not supported "
             f"(flaubert-np runs {', '.join(SUPPORTED_MODULES)})"
         )
@@ -49,9 +42,9 @@ def _module_kind(type_name: str) -> str:
 
 def _module_path(entry: dict) -> str:
     """A module's folder, relative to the model directory (and never outside it)."""
-    path = str(entry.get("path", "")).rstrip("/")
+    path = field(entry, "path", str, "modules.json", "").rstrip("/")
     if Path(path).is_absolute() or ".." in Path(path).parts:
-        raise ValueError(f"modules.json: module path '{path}' leaves the model directory")
+        raise ModelFileError(f"modules.json: module path '{path}' leaves the model directory")
     return path
 
 
@@ -62,15 +55,17 @@ def read_modules(model_dir: Path) -> list[tuple[str, str | None]]:
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():
         return [("Transformer", ""), ("Pooling", None)]
-    entries = _read_json(modules_file)
+    entries = read_json(modules_file)
     if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
-        raise ValueError(f"{modules_file}: expected a list of modules")
+        raise ModelFileError(f"{modules_file}: expected a list of modules")
     modules: list[tuple[str, str | None]] = [
         (_module_kind(str(m.get("type"))), _module_path(m)) for m in entries
     ]
+    for _, folder in modules:  # a module folder may not be a link out of the model folder
+        inside(model_dir, folder or "", "module folder")
     kinds = [kind for kind, _ in modules]
     if kinds[:2] != ["Transformer", "Pooling"] or {"Transformer", "Pooling"} & set(kinds[2:]):
-        raise ValueError(
+        raise ModelFileError(
             f"{modules_file}: expected Transformer, Pooling, then Dense/Normalize modules; "
             f"got {', '.join(kinds) or 'none'}"
         )
@@ -95,7 +90,7 @@ def transformer_dir(model_dir: Path) -> Path:
 def _major_version(version: Any, source: Path) -> int:
     match = re.match(r"\s*(\d+)\.", str(version))
     if not match:
-        raise ValueError(f"{source}: cannot read the transformers version {version!r}")
+        raise ModelFileError(f"{source}: cannot read the transformers version {version!r}")
     return int(match.group(1))
 
 
@@ -103,12 +98,13 @@ def saved_with_transformers(model_dir: Path, transformer_dir: Path) -> tuple[str
     """The transformers version a model was saved with, and the file that says so."""
     st_config = model_dir / "config_sentence_transformers.json"
     if st_config.is_file():
-        version = (_read_json(st_config).get("__version__") or {}).get("transformers")
+        versions = field(read_json_object(st_config), "__version__", dict, st_config, {})
+        version = versions.get("transformers")
         if version:
             return str(version), st_config
     hf_config = transformer_dir / "config.json"
     if hf_config.is_file():
-        version = _read_json(hf_config).get("transformers_version")
+        version = read_json_object(hf_config).get("transformers_version")
         if version:
             return str(version), hf_config
     return None

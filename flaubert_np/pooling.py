@@ -11,12 +11,13 @@ noted below (left padding, rows with no real token).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from flaubert_np.files import ModelFileError, read_json_object
 
 # sentence-transformers' order; legacy boolean configs are concatenated in this order.
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
@@ -220,10 +221,13 @@ class PoolingConfig:
     def from_file(cls, path: str | Path) -> PoolingConfig:
         """Read a Pooling `config.json`; errors name the file."""
         try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from e
+            config = read_json_object(path)
+        except OSError as e:
+            raise ModelFileError(f"{path}: cannot read it ({e.strerror or e})") from e
+        try:
+            return cls.from_dict(config)
+        except (ValueError, TypeError) as e:
+            raise ModelFileError(f"{path}: {e}") from e
 
     @property
     def output_dimension(self) -> int:

@@ -36,10 +36,10 @@ import numpy as np
 
 from flaubert_np import hub
 from flaubert_np.dense import Dense
+from flaubert_np.files import ModelFileError, field, read_json_object
 from flaubert_np.model import FlaubertModel
 from flaubert_np.modules import (
     TOKEN_TYPE_IDS_SETTINGS,
-    _read_json,
     module_dir,
     read_modules,
     resolve_token_type_ids,
@@ -137,7 +137,10 @@ class SentenceEncoder:
         model = FlaubertModel.from_pretrained(encoder_dir)
         tokenizer = FlaubertTokenizer.from_pretrained(encoder_dir)
         sbert_files = [encoder_dir / n for n in SBERT_CONFIG_NAMES]
-        sbert: dict[str, Any] = next((_read_json(f) for f in sbert_files if f.is_file()), {})
+        sbert_file = next((f for f in sbert_files if f.is_file()), None)
+        sbert: dict[str, Any] = read_json_object(sbert_file) if sbert_file else {}
+        field(sbert, "max_seq_length", int, sbert_file or encoder_dir)
+        field(sbert, "do_lower_case", bool, sbert_file or encoder_dir)
         max_seq_length = _max_seq_length(sbert, tokenizer, model)
 
         pooling_path = modules[1][1]
@@ -146,7 +149,7 @@ class SentenceEncoder:
         else:
             pooling = PoolingConfig.from_file(model_dir / pooling_path / "config.json")
         if pooling.embedding_dimension != model.config.emb_dim:
-            raise ValueError(
+            raise ModelFileError(
                 f"{module_dir(model_dir, pooling_path)}: pooling embedding_dimension "
                 f"{pooling.embedding_dimension} != the model's emb_dim {model.config.emb_dim}"
             )
@@ -160,7 +163,7 @@ class SentenceEncoder:
             folder = module_dir(model_dir, path)
             dense = Dense.from_dir(folder)
             if dense.weight.shape[1] != dim:
-                raise ValueError(
+                raise ModelFileError(
                     f"{folder}: Dense in_features {dense.weight.shape[1]} != the "
                     f"{dim}-d embeddings it receives"
                 )
@@ -168,7 +171,10 @@ class SentenceEncoder:
             dim = dense.out_features
 
         st_config_file = model_dir / "config_sentence_transformers.json"
-        st_config = _read_json(st_config_file) if st_config_file.is_file() else {}
+        st_config = read_json_object(st_config_file) if st_config_file.is_file() else {}
+        field(st_config, "prompts", dict, st_config_file)
+        field(st_config, "default_prompt_name", str, st_config_file)
+        field(st_config, "similarity_fn_name", str, st_config_file)
         saved_with = saved_with_transformers(model_dir, encoder_dir)
         encoder = cls(
             model,

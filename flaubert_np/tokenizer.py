@@ -18,7 +18,6 @@ reproduced, not fixed: the promise is identical ids.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,20 +37,13 @@ from flaubert_np.added_tokens import (
     split_on_added_tokens,
 )
 from flaubert_np.bpe import bpe, read_merges
+from flaubert_np.files import ModelFileError, read_json, read_json_object
 from flaubert_np.moses import moses_words
 from flaubert_np.padding import pad, padding_truncation_strategies, truncate_sequences
 
 VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
 WORD_CACHE_SIZE = 20_000  # words whose BPE pieces and ids are cached (see _remember)
 MAX_CACHED_WORD_LENGTH = 100  # characters; a longer word is not cached
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 class FlaubertTokenizer:
@@ -153,16 +145,15 @@ class FlaubertTokenizer:
             path = model_dir / name
             if not path.is_file():
                 return None
-            value = _read_json(path)
-            if not isinstance(value, dict):
-                raise ValueError(f"{path}: expected a JSON object")
-            return value
+            return read_json_object(path)
 
-        vocab = _read_json(model_dir / "vocab.json")
+        vocab = read_json(model_dir / "vocab.json")
         if not isinstance(vocab, dict) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()
         ):
-            raise ValueError(f"{model_dir / 'vocab.json'}: expected an object of token -> int id")
+            raise ModelFileError(
+                f"{model_dir / 'vocab.json'}: expected an object of token -> int id"
+            )
         config = optional_json("tokenizer_config.json") or {}
         named, extras, added = special_and_added_tokens(
             config, optional_json("special_tokens_map.json"), optional_json("added_tokens.json")

@@ -10,11 +10,23 @@ torch.save (torch >= 1.6) writes a zip archive, every member stored uncompressed
     <archive>/byteorder      "little" or "big" (absent in older files: little)
     <archive>/version, .format_version, .storage_alignment, .data/serialization_id
 
-Security: unpickling calls whatever function the pickle names, so a .bin can run any code on
-`torch.load(..., weights_only=False)` or `pickle.load`. `_StateDictUnpickler` resolves only the
-few globals a state dict needs, each to a function of this module that builds a NumPy array
-(`collections.OrderedDict` is the one real class it hands out); any other global (os.system,
-builtins.eval, functools.partial, ...) stops the load before anything from the file runs.
+Security: a .bin is a stranger's data, and a pickle is a program. So data.pkl is not unpickled
+with `pickle`: `_StateDictReader` is a small stack machine that runs only the opcodes torch.save
+emits for a state dict (protocol 2) and knows only the values a state dict is made of. GLOBAL
+resolves a handful of names to inert tags (the rebuild functions, OrderedDict, storage classes,
+dtypes); REDUCE calls nothing but this module's own tensor builders; BUILD is accepted in the one
+form torch writes (`_metadata` on the state dict) and ignored; every other opcode or global stops
+the load. Nothing from the file can set an attribute, reach a storage's bytes other than through
+a checked tensor view, or nest values deeper than `_MAX_DEPTH`.
+
+Every tensor view is checked in bytes against its storage before any array is made: offset,
+size and strides inside the storage, no stride 0 on a dimension longer than 1 (a broadcast view
+multiplies memory), no more bytes than the storage holds. The result must be a flat
+{name: tensor} dict.
+
+The zip around it is read by `torch_zip.Archive`, which checks every entry before anything is
+read, and bounds what a load allocates (copied views, inflated entries, bfloat16 -> float32) by
+twice the archive's uncompressed size plus 64 MiB: the model's own weights, not more.
 
 Memory: the file is memory-mapped copy-on-write, so loading copies nothing; pages are read when
 first used, and writing to an array changes that array only, never the file. A tensor that spans
@@ -25,37 +37,43 @@ float16, the weight loader upcasts) except bfloat16, which NumPy lacks: it becom
 exactly (a bfloat16 is the top half of a float32). The file must not be truncated while its
 arrays are in use (like any memory map; the Hugging Face cache never rewrites a file in place).
 
-Refused, each with a one-line error: the pre-1.6 format (a bare pickle or a tar archive, never
-unpickled), TorchScript archives, anything but a flat {name: tensor} dict. Stored members are
-mapped without a CRC check, as torch reads them; compressed ones (a re-zipped file) are read and
-CRC-checked by zipfile.
+Refused, each with a one-line error naming the file: the pre-1.6 format (a bare pickle or a tar
+archive, never unpickled), TorchScript archives, anything but a flat {name: tensor} dict. Stored
+storages are mapped without a CRC check (which would read the whole file up front; torch checks
+it), so a flipped bit in a storage changes a weight instead of failing; data.pkl, byteorder and
+compressed entries are CRC-checked.
 """
 
 from __future__ import annotations
 
-import collections
-import io
-import mmap
+import math
 import pickle
+import pickletools
 import reprlib
-import struct
-import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
-
-class TorchBinError(ValueError):
-    """The file is not a PyTorch state dict that can be read safely."""
+from flaubert_np.torch_zip import Archive, TorchBinError
 
 
 class UnsafePickleError(TorchBinError, pickle.UnpicklingError):
-    """The pickle names a global (a function or class) outside the state-dict allowlist."""
+    """The pickle names a global or an opcode outside the state-dict allow-list."""
 
+
+# Limits, each far above what a FlauBERT checkpoint needs (data.pkl of flaubert-large: ~60 KB,
+# values nested 3 deep, ~2,000 memo entries).
+_MAX_DEPTH = 16  # tuples / dicts / lists inside one another
+_MAX_MEMO = 1 << 18  # highest memo index
+_MAX_STACK = 1 << 16  # values on the stack, and marks
+_MAX_VALUES = 1 << 18  # tuples, lists, dicts and tensors made in all
+_MAX_NDIM = 32
+_MAX_INT = 1 << 48  # offsets, sizes, strides, element counts
 
 # torch dtype name -> little-endian NumPy dtype of its bytes (bfloat16: raw uint16 bits)
-_DTYPES = {
+_DTYPES: dict[str, np.dtype] = {
     "float64": np.dtype("<f8"),
     "float32": np.dtype("<f4"),
     "float16": np.dtype("<f2"),
@@ -102,8 +120,30 @@ _DTYPE_GLOBALS = {
     "cdouble": "complex128",
 }
 
-_ZIP_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")  # signature ... name length, extra length
-_ZIP_LOCAL_SIGNATURE = 0x04034B50  # b"PK\x03\x04"
+# The functions REDUCE may call, by the name the pickle gives them.
+_FUNCTIONS = {
+    ("collections", "OrderedDict"): "OrderedDict",
+    ("torch._utils", "_rebuild_tensor"): "_rebuild_tensor",
+    ("torch._utils", "_rebuild_tensor_v2"): "_rebuild_tensor_v2",
+    ("torch._utils", "_rebuild_tensor_v3"): "_rebuild_tensor_v3",
+    ("torch._utils", "_rebuild_parameter"): "_rebuild_parameter",
+}
+
+# Every opcode torch.save emits for a state dict (protocol 2), and the list ones for a clear
+# "not a state dict" error; anything else (INST, OBJ, NEWOBJ, STACK_GLOBAL, EXT*, PERSID, ...)
+# is refused where it stands.
+_OPCODES = frozenset(
+    "PROTO STOP GLOBAL REDUCE BUILD BINPERSID MARK BINPUT LONG_BINPUT BINGET LONG_BINGET NONE "
+    "NEWTRUE NEWFALSE BININT BININT1 BININT2 LONG1 BINUNICODE EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 "
+    "TUPLE3 EMPTY_DICT SETITEM SETITEMS EMPTY_LIST APPEND APPENDS".split()
+)
+
+
+@dataclass(frozen=True)
+class _Function:
+    """Stands in for a function the pickle names by GLOBAL: REDUCE dispatches on `name`."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -122,73 +162,196 @@ class _TorchDType:
 
 @dataclass(frozen=True)
 class _Storage:
+    """What persistent_load returned: only tensor views reach its bytes, through the checks."""
+
     key: str
     dtype: str
-    data: np.ndarray  # [numel] in the file's byte order, usually a view of the memory map
-    byteorder: str  # the file's: "<" or ">"
+    data: np.ndarray = field(repr=False)  # [nbytes] uint8, usually a view of the memory map
+    byteorder: Literal["<", ">"]  # the file's
 
 
-def _tensor_from_storage(
-    storage: _Storage, dtype: str, offset: object, size: object, stride: object, path: Path
-) -> np.ndarray:
-    """The tensor torch describes on a storage: the storage itself if the tensor spans all of it
-    contiguously, else a copy of the strided view; native byte order, C-contiguous, writable."""
-    # [numel] storage -> [*size] tensor
-    where = f"{path}: tensor on storage data/{storage.key}"
-    if type(offset) is not int or offset < 0:
-        raise TorchBinError(f"{where}: bad storage offset {reprlib.repr(offset)}")
-    for name, value in (("size", size), ("stride", stride)):
-        if not isinstance(value, tuple) or not all(type(n) is int and n >= 0 for n in value):
-            raise TorchBinError(f"{where}: bad {name} {reprlib.repr(value)}")
-    if len(size) != len(stride):
-        raise TorchBinError(f"{where}: size {size} and stride {stride} differ in length")
-    flat = storage.data
-    if dtype != storage.dtype:  # _rebuild_tensor_v3 reads raw bytes as its own dtype
-        if flat.nbytes % _DTYPES[dtype].itemsize:
-            raise TorchBinError(f"{where}: {flat.nbytes} bytes do not make {dtype} elements")
-        flat = flat.view(_DTYPES[dtype].newbyteorder(storage.byteorder))
-    if 0 in size:
-        view = np.empty(size, dtype=flat.dtype)
-    else:
-        # Checked before as_strided, which would otherwise read past the storage.
-        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-        if last >= flat.size:
-            raise TorchBinError(
-                f"{where}: size {size} stride {stride} offset {offset} reach element {last} "
-                f"of a storage of {flat.size}"
-            )
-        view = np.lib.stride_tricks.as_strided(
-            flat[offset:],
-            shape=size,
-            strides=tuple(s * flat.itemsize for s in stride),
-            writeable=False,
-        )
-    if dtype == "bfloat16":  # the bits of a bfloat16 are the high 16 bits of a float32
-        return (view.astype(np.uint32, order="C") << 16).view(np.float32)
-    if view.flags.c_contiguous and view.size == flat.size and flat.dtype.isnative:
-        return flat.reshape(size)  # the whole storage, shared as torch.load shares it
-    return view.astype(flat.dtype.newbyteorder("="), order="C")
+def _is_int(value: object, low: int = 0, high: int = _MAX_INT) -> bool:
+    return type(value) is int and low <= value <= high
 
 
-class _StateDictUnpickler(pickle.Unpickler):
-    """An Unpickler that builds tensors from the archive and refuses every other global."""
+class _StateDictReader:
+    """Runs data.pkl on a stack machine that knows only what a state dict is made of."""
 
-    def __init__(self, data: bytes, path: Path, archive: _Archive):
-        super().__init__(io.BytesIO(data))
-        self._path = path
+    def __init__(self, data: bytes, archive: Archive):
+        self._data = data
         self._archive = archive
+        self._path = archive.path
+        self._stack: list[Any] = []
+        self._marks: list[int] = []
+        self._memo: dict[int, Any] = {}
         self._storages: dict[str, _Storage] = {}
-        self._functions = {
-            ("torch._utils", "_rebuild_tensor"): self._rebuild_tensor,
-            ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor_v2,
-            ("torch._utils", "_rebuild_tensor_v3"): self._rebuild_tensor_v3,
-            ("torch._utils", "_rebuild_parameter"): self._rebuild_parameter,
-            ("collections", "OrderedDict"): collections.OrderedDict,
-        }
+        # Containers made here: their nesting depth by id(), kept alive so ids stay unique; a
+        # container is sealed (no more items) once it is put inside another, so no cycles.
+        self._depth: dict[int, int] = {}
+        self._alive: list[object] = []
+        self._sealed: set[int] = set()
 
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in self._functions:
-            return self._functions[(module, name)]
+    def load(self) -> object:
+        stop = None
+        try:
+            for opcode, arg, pos in pickletools.genops(self._data):  # parsed one at a time
+                assert pos is not None  # genops reads bytes: positions are known
+                if opcode.name not in _OPCODES:
+                    raise UnsafePickleError(
+                        f"{self._path}: refused pickle opcode {opcode.name} at byte {pos} of "
+                        "data.pkl: torch.save never writes it for a state dict"
+                    )
+                if opcode.name == "STOP":
+                    stop = pos
+                    break
+                self._step(opcode.name, arg, pos)
+                if len(self._stack) + len(self._marks) > _MAX_STACK or (
+                    len(self._alive) > _MAX_VALUES
+                ):
+                    raise TorchBinError(
+                        f"{self._path}: data.pkl builds more values than a state dict holds "
+                        f"(at most {_MAX_STACK} on the stack, {_MAX_VALUES} in all)"
+                    )
+        except TorchBinError:
+            raise
+        except ValueError as e:  # unknown opcode, truncated argument, no STOP
+            raise TorchBinError(f"{self._path}: corrupt data.pkl ({e})") from None
+        if stop != len(self._data) - 1:
+            raise TorchBinError(f"{self._path}: corrupt data.pkl (bytes after its STOP)")
+        if len(self._stack) != 1 or self._marks:
+            raise TorchBinError(f"{self._path}: corrupt data.pkl (stack left unbalanced)")
+        return self._stack[0]
+
+    def _step(self, op: str, arg: Any, pos: int) -> None:
+        push = self._stack.append
+        if op == "PROTO":
+            if arg not in (2, 3):
+                raise UnsafePickleError(f"{self._path}: refused pickle protocol {arg}")
+        elif op in ("NONE", "NEWTRUE", "NEWFALSE"):
+            push({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[op])
+        elif op in ("BININT", "BININT1", "BININT2", "LONG1", "BINUNICODE"):
+            if op == "LONG1" and not _is_int(abs(arg), 0, _MAX_INT):
+                raise TorchBinError(f"{self._path}: integer {arg} too large in data.pkl")
+            push(arg)
+        elif op == "MARK":
+            self._marks.append(len(self._stack))
+        elif op in ("BINPUT", "LONG_BINPUT"):
+            if not _is_int(arg, 0, _MAX_MEMO):
+                raise TorchBinError(f"{self._path}: memo index {arg} out of range in data.pkl")
+            self._memo[arg] = self._top()
+        elif op in ("BINGET", "LONG_BINGET"):
+            if arg not in self._memo:
+                raise TorchBinError(f"{self._path}: corrupt data.pkl (memo {arg} is empty)")
+            push(self._memo[arg])
+        elif op == "GLOBAL":
+            push(self._global(*arg.split(" ", 1)))
+        elif op in ("EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"):
+            count = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}.get(op)
+            items = self._pop_mark() if count is None else self._pop(count)
+            push(self._container(tuple(items), items))
+        elif op in ("EMPTY_DICT", "EMPTY_LIST"):
+            push(self._container({} if op == "EMPTY_DICT" else [], []))
+        elif op in ("SETITEM", "SETITEMS"):
+            items = self._pop(2) if op == "SETITEM" else self._pop_mark()
+            if len(items) % 2:
+                raise TorchBinError(f"{self._path}: corrupt data.pkl (odd SETITEMS at {pos})")
+            target = self._open_container(dict)
+            for key, value in zip(items[::2], items[1::2], strict=True):
+                if type(key) not in (str, int):
+                    raise TorchBinError(
+                        f"{self._path}: a dict key is {reprlib.repr(key)}, not a name"
+                    )
+                self._add(target, value)
+                target[key] = value
+        elif op in ("APPEND", "APPENDS"):
+            items = self._pop(1) if op == "APPEND" else self._pop_mark()
+            target = self._open_container(list)
+            for value in items:
+                self._add(target, value)
+                target.append(value)
+        elif op == "BINPERSID":
+            push(self._persistent_load(self._pop(1)[0]))
+        elif op == "REDUCE":
+            function, args = self._pop(2)
+            if not isinstance(function, _Function) or not isinstance(args, tuple):
+                raise UnsafePickleError(
+                    f"{self._path}: refused REDUCE on {reprlib.repr(function)}: only tensor "
+                    "rebuild functions and OrderedDict are called"
+                )
+            value = self._reduce(function.name, args)
+            if isinstance(value, np.ndarray):
+                self._alive.append(value)  # counted with the containers
+            push(value)
+        elif op == "BUILD":
+            (state,) = self._pop(1)
+            if not (isinstance(self._top(), dict) and isinstance(state, dict)
+                    and set(state) <= {"_metadata"}
+                    and isinstance(state.get("_metadata", {}), dict)):  # fmt: skip
+                raise UnsafePickleError(
+                    f"{self._path}: refused BUILD at byte {pos} of data.pkl: only torch's "
+                    "_metadata on a state dict is accepted (and ignored)"
+                )
+
+    def _top(self) -> Any:
+        if len(self._stack) <= (self._marks[-1] if self._marks else 0):
+            raise TorchBinError(f"{self._path}: corrupt data.pkl (empty stack)")
+        return self._stack[-1]
+
+    def _pop(self, count: int) -> list[Any]:
+        floor = self._marks[-1] if self._marks else 0
+        if len(self._stack) - count < floor:
+            raise TorchBinError(f"{self._path}: corrupt data.pkl (stack underflow)")
+        items = self._stack[len(self._stack) - count :]
+        del self._stack[len(self._stack) - count :]
+        return items
+
+    def _pop_mark(self) -> list[Any]:
+        if not self._marks:
+            raise TorchBinError(f"{self._path}: corrupt data.pkl (no MARK)")
+        start = self._marks.pop()
+        items = self._stack[start:]
+        del self._stack[start:]
+        return items
+
+    def _container(self, obj: Any, items: list[Any]) -> Any:
+        """Record a new tuple, list or dict made of `items` (sealed, as they now sit inside)."""
+        depth = 1
+        for item in items:
+            self._seal(item)
+            depth = max(depth, 1 + self._depth_of(item))
+        if depth > _MAX_DEPTH:
+            raise TorchBinError(f"{self._path}: values nested deeper than {_MAX_DEPTH} levels")
+        self._depth[id(obj)] = depth
+        self._alive.append(obj)
+        return obj
+
+    def _open_container(self, kind: type) -> Any:
+        target = self._top()
+        if type(target) is not kind or id(target) not in self._depth:
+            raise TorchBinError(f"{self._path}: corrupt data.pkl (items added to a {kind})")
+        if id(target) in self._sealed:
+            raise TorchBinError(f"{self._path}: items added to a container already in use")
+        return target
+
+    def _add(self, target: Any, value: Any) -> None:
+        self._seal(value)
+        if id(target) in self._sealed:  # the value was the container itself
+            raise TorchBinError(f"{self._path}: a container put inside itself")
+        depth = max(self._depth[id(target)], 1 + self._depth_of(value))
+        if depth > _MAX_DEPTH:
+            raise TorchBinError(f"{self._path}: values nested deeper than {_MAX_DEPTH} levels")
+        self._depth[id(target)] = depth
+
+    def _depth_of(self, value: Any) -> int:
+        return self._depth.get(id(value), 0) if isinstance(value, (tuple, list, dict)) else 0
+
+    def _seal(self, value: Any) -> None:
+        if isinstance(value, (list, dict)):
+            self._sealed.add(id(value))
+
+    def _global(self, module: str, name: str) -> object:
+        if (module, name) in _FUNCTIONS:
+            return _Function(_FUNCTIONS[(module, name)])
         if module in ("torch", "torch.cuda") and name in _STORAGE_CLASSES:
             return _StorageType(_STORAGE_CLASSES[name])
         if module in ("torch", "torch.storage") and name == "UntypedStorage":
@@ -200,24 +363,63 @@ class _StateDictUnpickler(pickle.Unpickler):
             "tensors, and flaubert-np never runs code from a weights file"
         )
 
-    def persistent_load(self, pid: object) -> _Storage:
+    def _persistent_load(self, pid: object) -> _Storage:
         # ("storage", storage type, key, location, numel); location ("cpu", "cuda:0") is ignored
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
             raise TorchBinError(f"{self._path}: unknown persistent id {reprlib.repr(pid)}")
-        _, storage_type, key, _location, numel = pid
-        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
+        _, storage_type, key, location, numel = pid
+        if not (isinstance(storage_type, _StorageType) and type(key) is str
+                and type(location) is str and _is_int(numel)):  # fmt: skip
             raise TorchBinError(f"{self._path}: bad storage reference {reprlib.repr(pid)}")
         dtype = storage_type.dtype or "uint8"
+        nbytes = numel * _DTYPES[dtype].itemsize
         if key not in self._storages:
-            data = self._archive.storage(key, _DTYPES[dtype], numel)
+            data = self._archive.storage(key, nbytes)
             self._storages[key] = _Storage(key, dtype, data, self._archive.byteorder)
         storage = self._storages[key]
-        if storage.dtype != dtype or storage.data.size != numel:
+        if storage.dtype != dtype or storage.data.size != nbytes:
             raise TorchBinError(
-                f"{self._path}: storage data/{key} is read as {storage.dtype}[{storage.data.size}]"
-                f" and as {dtype}[{numel}]"
+                f"{self._path}: storage data/{key} is read as {storage.dtype} "
+                f"({storage.data.size} bytes) and as {dtype} ({nbytes} bytes)"
             )
         return storage
+
+    def _reduce(self, function: str, args: tuple) -> object:
+        where = f"{self._path}: {function}() in data.pkl"
+        if function == "OrderedDict":
+            if args:
+                raise TorchBinError(f"{where}: OrderedDict is only ever built empty")
+            return self._container({}, [])
+        if function == "_rebuild_parameter":  # an nn.Parameter saved directly: keep its tensor
+            if len(args) != 3 or not isinstance(args[0], np.ndarray):
+                raise TorchBinError(f"{where}: a parameter must wrap a tensor")
+            self._check_flags(args[1], args[2], None, where)
+            return args[0]
+        if function == "_rebuild_tensor" and len(args) == 4:  # older torch: no flags
+            storage, offset, size, stride = args
+            return self._tensor(self._check_storage(storage), None, offset, size, stride)
+        if function == "_rebuild_tensor_v2" and len(args) in (6, 7):
+            storage, offset, size, stride, requires_grad, hooks, *metadata = args
+            self._check_flags(requires_grad, hooks, metadata[0] if metadata else None, where)
+            return self._tensor(self._check_storage(storage), None, offset, size, stride)
+        if function == "_rebuild_tensor_v3" and len(args) in (7, 8):
+            # torch uses v3 for dtypes without a legacy storage class (uint16, ...): an untyped
+            # storage of bytes plus the dtype to read them as.
+            storage, offset, size, stride, requires_grad, hooks, dtype, *metadata = args
+            self._check_flags(requires_grad, hooks, metadata[0] if metadata else None, where)
+            storage = self._check_storage(storage)
+            if not isinstance(dtype, _TorchDType):
+                raise TorchBinError(f"{where}: unsupported tensor dtype {reprlib.repr(dtype)}")
+            if storage.dtype != "uint8":
+                raise TorchBinError(f"{where}: {dtype.name} tensor on a {storage.dtype} storage")
+            return self._tensor(storage, dtype.name, offset, size, stride)
+        raise TorchBinError(f"{where}: wrong number of arguments")
+
+    def _check_flags(self, requires_grad: object, hooks: object, metadata: object, where: str):
+        if type(requires_grad) is not bool or not (isinstance(hooks, dict) and not hooks):
+            raise TorchBinError(f"{where}: expected requires_grad and no backward hooks")
+        if metadata:
+            raise TorchBinError(f"{where}: unsupported tensor metadata (conj/neg bits)")
 
     def _check_storage(self, storage: object) -> _Storage:
         if not isinstance(storage, _Storage):
@@ -226,158 +428,82 @@ class _StateDictUnpickler(pickle.Unpickler):
             )
         return storage
 
-    def _rebuild_tensor(self, storage, offset, size, stride) -> np.ndarray:
-        storage = self._check_storage(storage)
-        return _tensor_from_storage(storage, storage.dtype, offset, size, stride, self._path)
-
-    def _rebuild_tensor_v2(
-        self, storage, offset, size, stride, requires_grad, backward_hooks, metadata=None
+    def _tensor(
+        self, storage: _Storage, dtype: str | None, offset: object, size: object, stride: object
     ) -> np.ndarray:
-        if metadata:
-            raise TorchBinError(f"{self._path}: unsupported tensor metadata (conj/neg bits)")
-        return self._rebuild_tensor(storage, offset, size, stride)
-
-    def _rebuild_tensor_v3(
-        self,
-        storage,
-        offset,
-        size,
-        stride,
-        requires_grad,
-        backward_hooks,
-        dtype,
-        metadata=None,
-    ) -> np.ndarray:
-        # torch uses v3 for dtypes without a legacy storage class (uint16, ...): an untyped
-        # storage of bytes plus the dtype to read them as.
-        storage = self._check_storage(storage)
-        if not isinstance(dtype, _TorchDType):
-            raise TorchBinError(f"{self._path}: unsupported tensor dtype {reprlib.repr(dtype)}")
-        if metadata:
-            raise TorchBinError(f"{self._path}: unsupported tensor metadata (conj/neg bits)")
-        if storage.dtype != "uint8":
-            raise TorchBinError(f"{self._path}: {dtype.name} tensor on a {storage.dtype} storage")
-        return _tensor_from_storage(storage, dtype.name, offset, size, stride, self._path)
-
-    def _rebuild_parameter(self, data, requires_grad, backward_hooks) -> np.ndarray:
-        # an nn.Parameter saved directly (not through state_dict()): keep its tensor
-        if not isinstance(data, np.ndarray):
+        """The tensor torch describes on a storage: the storage itself if the tensor spans all of
+        it contiguously, else a copy of the strided view; native byte order, C-contiguous,
+        writable. Checked in bytes before any array is made."""
+        # [nbytes] uint8 storage -> [*size] tensor
+        where = f"{self._path}: tensor on storage data/{storage.key}"
+        if not _is_int(offset):
+            raise TorchBinError(f"{where}: bad storage offset {reprlib.repr(offset)}")
+        dims: list[tuple[int, ...]] = []
+        for what, value in (("size", size), ("stride", stride)):
+            if not (isinstance(value, tuple) and len(value) <= _MAX_NDIM
+                    and all(_is_int(n) for n in value)):  # fmt: skip
+                raise TorchBinError(f"{where}: bad {what} {reprlib.repr(value)}")
+            dims.append(value)
+        shape, steps = dims
+        if len(shape) != len(steps):
+            raise TorchBinError(f"{where}: size {shape} and stride {steps} differ in length")
+        if math.prod(max(n, 1) for n in shape) > _MAX_INT:
+            raise TorchBinError(f"{where}: size {reprlib.repr(shape)} is too large")
+        name = dtype or storage.dtype
+        item = _DTYPES[name].newbyteorder(storage.byteorder)
+        out_dtype = np.dtype(np.float32) if name == "bfloat16" else item.newbyteorder("=")
+        numel = math.prod(shape)
+        if numel == 0:
+            return np.zeros(shape, dtype=out_dtype)
+        if any(n > 1 and s == 0 for n, s in zip(shape, steps, strict=True)):
             raise TorchBinError(
-                f"{self._path}: a parameter wraps {reprlib.repr(data)}, not a tensor"
+                f"{where}: size {shape} stride {steps}: stride 0 on a dimension longer than 1 "
+                "(a broadcast view, which would multiply memory) is refused"
             )
-        return data
-
-
-class _Archive:
-    """The zip archive torch.save writes."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._check_is_zip()
-        try:
-            self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise TorchBinError(f"{path}: corrupt zip archive ({e})") from e
-        try:
-            self.byteorder = self._check_layout()
-        except TorchBinError:
-            self._zip.close()
-            raise
-        with open(path, "rb") as f:
-            # Copy-on-write: arrays viewing the map are writable, and the file is never written.
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-
-    def close(self) -> None:
-        # The map itself closes when the last array viewing it is gone.
-        self._zip.close()
-
-    def _check_layout(self) -> str:
-        """Check the members torch.save writes; return the storages' byte order, "<" or ">"."""
-        names = self._zip.namelist()
-        # torch names the archive's top folder after the file; it reads the first member's.
-        self._prefix = names[0].split("/")[0] if names and "/" in names[0] else ""
-        if self._member("constants.pkl") in names:
-            raise TorchBinError(f"{self.path}: a TorchScript archive, not a torch.save state dict")
-        if self._member("data.pkl") not in names:
-            raise TorchBinError(f"{self.path}: a zip without data.pkl, not a torch.save file")
-        byteorder = "little"  # torch's default for files written before the record existed
-        if self._member("byteorder") in names:
-            byteorder = self.read("byteorder").decode("ascii", "replace")
-        if byteorder not in ("little", "big"):
-            raise TorchBinError(f"{self.path}: unknown byteorder {reprlib.repr(byteorder)}")
-        return "<" if byteorder == "little" else ">"
-
-    def _check_is_zip(self) -> None:
-        with open(self.path, "rb") as f:
-            head = f.read(512)
-        if zipfile.is_zipfile(self.path):
-            return
-        if head.startswith(b"PK\x03\x04"):
-            raise TorchBinError(f"{self.path}: truncated or corrupt zip archive")
-        if head.startswith(b"\x80") or head[257:262] == b"ustar":
-            raise TorchBinError(
-                f"{self.path}: not in the zip format of torch.save since torch 1.6 (a legacy "
-                "torch file or a plain pickle, which flaubert-np never unpickles); re-save it "
-                "with torch: torch.save(torch.load(path, weights_only=True), path)"
-            )
-        raise TorchBinError(f"{self.path}: not a PyTorch checkpoint (not a zip archive)")
-
-    def _member(self, name: str) -> str:
-        return f"{self._prefix}/{name}" if self._prefix else name
-
-    def read(self, name: str) -> bytes:
-        try:
-            return self._zip.read(self._member(name))
-        except (zipfile.BadZipFile, OSError, RuntimeError) as e:  # bad CRC, encrypted, ...
-            raise TorchBinError(f"{self.path}: cannot read {name} ({e})") from e
-
-    def storage(self, key: str, dtype: np.dtype, numel: object) -> np.ndarray:
-        """The bytes of data/<key> as a [numel] array in the file's byte order."""
-        name = f"data/{key}"
-        if type(numel) is not int or numel < 0:
-            raise TorchBinError(f"{self.path}: bad element count {reprlib.repr(numel)} for {name}")
-        try:
-            info = self._zip.getinfo(self._member(name))
-        except KeyError:
-            raise TorchBinError(f"{self.path}: storage {name} is missing") from None
-        dtype = dtype.newbyteorder(self.byteorder)
-        if info.file_size != numel * dtype.itemsize:
-            raise TorchBinError(
-                f"{self.path}: storage {name} holds {info.file_size} bytes, "
-                f"expected {numel} x {dtype.itemsize}"
-            )
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 1:
-            return np.frombuffer(self.read(name), dtype=dtype).copy()  # decompressed, CRC-checked
-        # A stored member's bytes follow its local header: view them in place.
-        header_end = info.header_offset + _ZIP_LOCAL_HEADER.size
-        if header_end > len(self._map):
-            raise TorchBinError(f"{self.path}: corrupt zip entry for {name}")
-        signature, *_, name_length, extra_length = _ZIP_LOCAL_HEADER.unpack_from(
-            self._map, info.header_offset
+        nbytes = storage.data.size
+        start = offset * item.itemsize
+        end = start + (sum((n - 1) * s for n, s in zip(shape, steps, strict=True)) + 1) * (
+            item.itemsize
         )
-        if signature != _ZIP_LOCAL_SIGNATURE:
-            raise TorchBinError(f"{self.path}: corrupt zip entry for {name}")
-        start = header_end + name_length + extra_length
-        if start + info.file_size > len(self._map):
-            raise TorchBinError(f"{self.path}: storage {name} runs past the end of the file")
-        data = np.frombuffer(self._map, dtype=dtype, count=numel, offset=start)
-        # torch aligns storages to 64 bytes; copy the rare misaligned one (other zip writers)
-        return data if data.flags.aligned else data.copy()
+        if end > nbytes:
+            raise TorchBinError(
+                f"{where}: size {shape} stride {steps} offset {offset} reach byte {end} of a "
+                f"storage of {nbytes} bytes"
+            )
+        if numel * item.itemsize > nbytes:
+            raise TorchBinError(
+                f"{where}: size {shape} needs {numel * item.itemsize} bytes, more than its "
+                f"storage's {nbytes} (overlapping strides are refused)"
+            )
+        view = np.ndarray(
+            shape, dtype=item, buffer=storage.data, offset=start,
+            strides=tuple(s * item.itemsize for s in steps),
+        )  # fmt: skip
+        whole = start == 0 and numel * item.itemsize == nbytes and view.flags.c_contiguous
+        if whole and out_dtype == item and view.flags.aligned:
+            return view  # the whole storage, shared as torch.load shares it
+        self._archive.spend(numel * out_dtype.itemsize, f"tensor on storage data/{storage.key}")
+        if name == "bfloat16":  # the bits of a bfloat16 are the top half of a float32
+            bits = view.astype(np.uint32, order="C")
+            bits <<= 16
+            return bits.view(np.float32)
+        return view.astype(out_dtype, order="C")
 
 
 def load_torch_bin(path: str | Path) -> dict[str, np.ndarray]:
     """Read a torch.save'd state dict ({name: tensor}) as NumPy arrays, without torch.
 
-    Only tensors, storages and OrderedDict are unpickled; anything else in the pickle raises
-    UnsafePickleError before it can run. A malformed file raises TorchBinError (a ValueError).
+    Only the opcodes and globals of a state dict are run; anything else raises
+    UnsafePickleError before it can do anything. A malformed file raises TorchBinError (a
+    ModelFileError, a ValueError), naming the file.
     """
     path = Path(path)
-    archive = _Archive(path)
+    archive = Archive(path)
     try:
-        state_dict = _StateDictUnpickler(archive.read("data.pkl"), path, archive).load()
+        state_dict = _StateDictReader(archive.read("data.pkl"), archive).load()
     except TorchBinError:
         raise
-    except Exception as e:  # nothing but the functions above ran: a malformed pickle
+    except Exception as e:  # nothing from the file ran: a malformed pickle we did not foresee
         raise TorchBinError(f"{path}: corrupt data.pkl ({type(e).__name__}: {e})") from e
     finally:
         archive.close()

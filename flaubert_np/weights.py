@@ -9,21 +9,27 @@ error that names it:
     header = {"<name>": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
               "__metadata__": {...}}   # offsets count from the first byte after the header
 
-float16 and bfloat16 tensors are upcast to float32 (copies). Names are returned bare
+The header is checked before any tensor is touched: at most MAX_HEADER_BYTES, UTF-8 JSON without
+repeated names, shapes NumPy can make, offsets that tile the data exactly. Every tensor's name
+and shape is then compared with the config before anything is computed from it: float16 and
+bfloat16 tensors are upcast to float32 (copies) only once they are known to belong, and the
+sinusoidal position table is built only after that. Names are returned bare
 ("attentions.0.q_lin.weight"), whether the file stores them bare (FlaubertModel) or under
 `transformer.` (FlaubertWithLMHeadModel and the other heads, whose own weights are ignored).
 """
 
 from __future__ import annotations
 
-import json
 import math
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from flaubert_np.config import FlaubertConfig
+from flaubert_np.files import ModelFileError, inside, parse_json, read_json_object
 
 SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
@@ -37,10 +43,14 @@ _ST_DTYPES = {
     "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
     "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?",
 }  # fmt: skip
-_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
+# The header of flaubert-large's model.safetensors is ~45 KB; the safetensors library allows
+# 100 MB, which costs ~1 GB of RAM to parse. 16 MiB leaves ample room.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+_MAX_NDIM = 8
+_MAX_ELEMENTS = 1 << 40  # the product of a shape's non-zero dimensions (1 TB of int8)
 
 
-class WeightsError(ValueError):
+class WeightsError(ModelFileError):
     """A weight file that cannot be used; the message names the file and the tensor."""
 
 
@@ -87,50 +97,40 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[str, np.ndarray]]:
     """Every tensor of a safetensors file, memory-mapped: {name: (dtype code, array)}.
 
     Arrays are read-only views of the file in its own dtype (BF16 as uint16 bits). The header is
-    checked completely (dtypes, shapes, offsets that tile the data exactly, file size) before
-    any tensor is returned.
+    checked completely (size, UTF-8 JSON, dtypes, shapes, offsets that tile the data exactly,
+    file size) before any tensor is returned.
     """
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
-        if size < 8 or n > min(size - 8, _MAX_HEADER):
+        if size < 8 or n > size - 8:
             raise WeightsError(
                 f"{path}: not a safetensors file (header length {n} does not fit in {size} bytes)"
             )
+        if n > MAX_HEADER_BYTES:
+            raise WeightsError(
+                f"{path}: safetensors header of {n} bytes, more than the {MAX_HEADER_BYTES} "
+                "allowed"
+            )
         raw_header = f.read(n)
     try:
-        header = json.loads(raw_header)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WeightsError(f"{path}: not a safetensors file (its header is not JSON)") from None
+        text = raw_header.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WeightsError(f"{path}: not a safetensors file (its header is not UTF-8)") from None
+    header = parse_json(text, f"{path}: safetensors header", unique_keys=True, error=WeightsError)
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: not a safetensors file (its header is not a JSON object)")
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise WeightsError(f"{path}: __metadata__ must be an object of strings")
 
     data_start = 8 + n
-    spans = []  # (begin, end, name, dtype code, shape)
-    for name, info in header.items():
-        try:
-            code, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            ints = [*shape, begin, end]
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints):
-                raise TypeError
-        except (TypeError, KeyError, ValueError):
-            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry") from None
-        if code not in _ST_DTYPES:
-            raise WeightsError(f"{path}: tensor '{name}' has unsupported dtype {code!r}")
-        nbytes = math.prod(shape) * np.dtype(_ST_DTYPES[code]).itemsize
-        if end - begin != nbytes:
-            raise WeightsError(
-                f"{path}: tensor '{name}' spans {end - begin} bytes in the file, but "
-                f"{code} {tuple(shape)} needs {nbytes}"
-            )
-        spans.append((begin, end, name, code, tuple(shape)))
-
+    spans = [(*_tensor_span(path, name, info), name) for name, info in header.items()]
     spans.sort()
     data_size = size - data_start
     position = 0
-    for begin, end, name, _, _ in spans:
+    for begin, end, _, _, name in spans:
         if begin != position:
             raise WeightsError(f"{path}: tensor '{name}' overlaps another or leaves a gap")
         position = end
@@ -146,7 +146,7 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[str, np.ndarray]]:
 
     if size == data_start:  # no tensor data at all: nothing to map
         return {
-            name: (code, np.zeros(shape, _ST_DTYPES[code])) for _, _, name, code, shape in spans
+            name: (code, np.zeros(shape, _ST_DTYPES[code])) for _, _, code, shape, name in spans
         }
     mapped = np.memmap(path, dtype=np.uint8, mode="r")
     return {
@@ -154,8 +154,34 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[str, np.ndarray]]:
             code,
             mapped[data_start + begin : data_start + end].view(_ST_DTYPES[code]).reshape(shape),
         )
-        for begin, end, name, code, shape in spans
+        for begin, end, code, shape, name in spans
     }
+
+
+def _tensor_span(path: Path, name: str, info: Any) -> tuple[int, int, str, tuple[int, ...]]:
+    """(begin, end, dtype code, shape) of one header entry, checked: the offsets span exactly
+    the bytes the shape needs, and the shape is one NumPy can make."""
+    try:
+        code, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        ints = [*shape, begin, end]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints):
+            raise TypeError
+    except (TypeError, KeyError, ValueError):
+        raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry") from None
+    if not isinstance(code, str) or code not in _ST_DTYPES:
+        raise WeightsError(f"{path}: tensor '{name}' has unsupported dtype {code!r}")
+    if len(shape) > _MAX_NDIM or math.prod(max(d, 1) for d in shape) > _MAX_ELEMENTS:
+        raise WeightsError(
+            f"{path}: tensor '{name}' has shape {reprlib.repr(shape)}: at most {_MAX_NDIM} "
+            f"dimensions and {_MAX_ELEMENTS} elements are allowed"
+        )
+    nbytes = math.prod(shape) * np.dtype(_ST_DTYPES[code]).itemsize
+    if end - begin != nbytes:
+        raise WeightsError(
+            f"{path}: tensor '{name}' spans {end - begin} bytes in the file, but "
+            f"{code} {tuple(shape)} needs {nbytes}"
+        )
+    return begin, end, code, tuple(shape)
 
 
 def to_float32(code: str, array: np.ndarray, where: str) -> np.ndarray:
@@ -189,15 +215,21 @@ def load_weights(model_dir: str | Path, config: FlaubertConfig) -> dict[str, np.
         )
     encoder = _encoder_tensors(tensors)
     source = str(model_dir / name)
-    if config.sinusoidal_embeddings and "position_embeddings.weight" not in encoder:
-        # transformers fills the fixed table in when the checkpoint lacks it
+    files = {key: file for key, (_, _, file) in encoder.items()}
+    shapes = {key: tuple(np.shape(array)) for key, (_, array, _) in encoder.items()}
+    # transformers fills the fixed table in when the checkpoint lacks it
+    sinusoidal = config.sinusoidal_embeddings and "position_embeddings.weight" not in encoder
+    if sinusoidal:
+        shapes["position_embeddings.weight"] = (config.max_position_embeddings, config.emb_dim)
+    check_shapes(shapes, config, files, source)  # before any conversion or table is made
+    if sinusoidal:
         table = sinusoidal_position_table(config.max_position_embeddings, config.emb_dim)
         encoder["position_embeddings.weight"] = ("F32", table, source)
     weights = {
         key: to_float32(code, array, f"{file}: tensor '{key}'")
         for key, (code, array, file) in encoder.items()
     }
-    check_weights(weights, config, {key: file for key, (_, _, file) in encoder.items()}, source)
+    check_weights(weights, config, files, source)
     return weights
 
 
@@ -211,32 +243,42 @@ def check_weights(
 
     `files` tells which file each tensor came from, for the messages; `source` names the whole.
     """
+    check_shapes({key: tuple(np.shape(a)) for key, a in weights.items()}, config, files, source)
     files = files or {}
-    expected = expected_shapes(config)
-    for key, shape in expected.items():
-        if key not in weights:
-            raise WeightsError(
-                f"{source}: tensor '{key}' is missing (expected shape {shape}, from config.json: "
-                f"{_config_summary(config)})"
-            )
-        found = tuple(np.shape(weights[key]))
-        if found != shape:
-            raise WeightsError(
-                f"{files.get(key, source)}: tensor '{key}' has shape {found}, expected {shape} "
-                f"(config.json: {_config_summary(config)})"
-            )
-    for key in weights:
-        if key not in expected:
-            raise WeightsError(
-                f"{files.get(key, source)}: unexpected tensor '{key}' with shape "
-                f"{tuple(np.shape(weights[key]))}; config.json describes no such tensor "
-                f"({_config_summary(config)})"
-            )
     for key, array in weights.items():
         if np.asarray(array).dtype != np.float32:
             raise WeightsError(
                 f"{files.get(key, source)}: tensor '{key}' is "
                 f"{np.asarray(array).dtype}, expected float32"
+            )
+
+
+def check_shapes(
+    shapes: Mapping[str, tuple[int, ...]],
+    config: FlaubertConfig,
+    files: Mapping[str, str] | None = None,
+    source: str = "weights",
+) -> None:
+    """Raise WeightsError unless `shapes` names exactly the config's tensors, in their shapes."""
+    files = files or {}
+    expected = expected_shapes(config)
+    for key, shape in expected.items():
+        if key not in shapes:
+            raise WeightsError(
+                f"{source}: tensor '{key}' is missing (expected shape {shape}, from config.json: "
+                f"{_config_summary(config)})"
+            )
+        if shapes[key] != shape:
+            raise WeightsError(
+                f"{files.get(key, source)}: tensor '{key}' has shape {shapes[key]}, expected "
+                f"{shape} (config.json: {_config_summary(config)})"
+            )
+    for key in shapes:
+        if key not in expected:
+            raise WeightsError(
+                f"{files.get(key, source)}: unexpected tensor '{key}' with shape "
+                f"{shapes[key]}; config.json describes no such tensor "
+                f"({_config_summary(config)})"
             )
 
 
@@ -273,20 +315,19 @@ def _read_file(path: Path) -> dict[str, tuple[str, np.ndarray, str]]:
 
 def _read_index(index: Path) -> dict[str, tuple[str, np.ndarray, str]]:
     """Tensors of a sharded checkpoint: the index maps each tensor name to its shard file."""
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
-            raise TypeError
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+    weight_map = read_json_object(index, error=WeightsError).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(v, str) for v in weight_map.values()
+    ):
         raise WeightsError(
             f"{index}: not a shard index (expected JSON with a "
             "'weight_map' of tensor name -> file name)"
-        ) from None
+        )
     tensors = {}
     for shard in sorted(set(weight_map.values())):
         if Path(shard).name != shard or shard in ("", ".", ".."):
             raise WeightsError(f"{index}: shard {shard!r} is not a file name in the model folder")
-        path = index.parent / shard
+        path = inside(index.parent, shard, f"shard {shard} listed in {index.name}")
         if not path.is_file():
             raise WeightsError(f"{index}: shard {shard} is missing")
         found = _read_file(path)

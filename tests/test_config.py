@@ -129,7 +129,7 @@ def test_reads_a_config_saved_by_transformers(tmp_path):
         ({"n_layers": 2.0}, "n_layers must be an integer"),
         ({"causal": "yes"}, "causal must be true or false"),
         ({"layer_norm_eps": 0}, "layer_norm_eps must be a positive number"),
-        ({"n_layers": 0}, "n_layers must be at least 1"),
+        ({"n_layers": 0}, "n_layers must be between 1 and 256"),
         ({"pad_token_id": None}, "pad_token_id is null"),
         ({"pad_token_id": 99, "vocab_size": 50}, r"pad_index=99 is outside the vocabulary"),
         ({"model_type": "bert"}, "model_type is 'bert', not 'flaubert'"),

@@ -235,7 +235,7 @@ def raw_file(folder, header: dict, data: bytes) -> None:
         (b"", "not a safetensors file"),
         (b"\x01\x02", "not a safetensors file"),
         (b"PK\x03\x04" + bytes(200), "not a safetensors file .header length"),
-        ((5).to_bytes(8, "little") + b"nope!", "not a safetensors file .its header is not JSON"),
+        ((5).to_bytes(8, "little") + b"nope!", "safetensors header: not valid JSON"),
         ((2).to_bytes(8, "little") + b"[]", "its header is not a JSON object"),
     ],
 )
