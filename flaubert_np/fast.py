@@ -3,7 +3,8 @@
 `FlaubertModel.__call__` runs it unless hidden states, attention maps or a trace are asked for;
 model.py's `forward` stays the reference, and tests/test_fast.py holds this one to it (and to
 transformers) within 1e-5. FlauBERT base spends most of its time in matrix products, which BLAS
-already does well; everything here is about the rest (docs/forward.md has the measurements):
+already does well; everything here is about the rest (docs/forward.md: why, and what was
+measured and left out):
 
 1. No padding. The real tokens of the batch are packed into one [n_tokens, dim] matrix; every
    linear layer, layer norm and GELU runs on real tokens only, and attention runs per group of
@@ -47,7 +48,7 @@ F32 = np.float32
 F32_MIN = np.finfo(np.float32).min  # what transformers fills masked attention scores with
 GELU_ROWS = 16  # rows per GELU step: four 16 x 3072 float32 blocks (~800 KB) stay in L2
 FFN_ROWS = 2048  # tokens per FFN pass: caps the [tokens, 4 * dim] intermediate at ~25 MB
-RUN_TOKENS = 256  # a batch of several sentences is cut into runs of about this many tokens
+RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2
 COLUMN_BLOCKS = 2  # a batch of one sentence: each product cut into this many column blocks
 FEW_ROWS = 32  # up to this many rows, matmul_ computes the transposed product
 
@@ -205,15 +206,16 @@ def forward(params: FlaubertParams, config: FlaubertConfig, inputs: ModelInputs)
 
 
 def split(lengths: np.ndarray) -> list[tuple[slice, slice]]:
-    """Cut a batch into runs of whole sentences, (packed rows, sentences) per run: about
-    RUN_TOKENS tokens each, and at least two runs when there are two real sentences. No run
-    without a real token; one run for one sentence (attention needs all its tokens at once).
+    """Cut a batch into runs of whole sentences, (packed rows, sentences) per run: a power of
+    two of them (2, 4, 8, ...: as many as fit RUN_TOKENS tokens or more each, at least two), so
+    that they share out evenly over 2, 4, 8 ... cores. No run without a real token; one run for
+    one sentence (attention needs all its tokens at once).
 
     A rule of the batch alone: BLAS may give a row other last bits in a product with another
     number of rows, so the runs must not depend on the number of threads.
     """
     tokens, sentences = int(lengths.sum()), int(np.count_nonzero(lengths))
-    runs = min(sentences, max(2, round(tokens / RUN_TOKENS)))
+    runs = min(sentences, 2 ** max(1, (tokens // RUN_TOKENS).bit_length() - 1))
     if runs == 0:
         return []
     rows = np.concatenate([[0], np.cumsum(lengths)])  # first packed row of each sentence, and n

@@ -29,7 +29,7 @@ from flaubert_np import fast
 encoder = SentenceEncoder.from_pretrained("demo")
 sentences = [line.rstrip("\\n") for line in open(sys.argv[1], encoding="utf-8")]
 features = encoder.tokenize(sentences)
-assert len(fast.split(features["attention_mask"].sum(axis=1))) > 2
+assert len(fast.split(features["attention_mask"].sum(axis=1))) >= 2
 batch = encoder.model(features["input_ids"], features["attention_mask"]).last_hidden_state
 one = encoder.model(encoder.tokenize(sentences[:1])["input_ids"]).last_hidden_state
 np.savez(sys.argv[2], batch=batch, one=one, encoded=encoder.encode(sentences))
