@@ -49,7 +49,8 @@ F32_MIN = np.finfo(np.float32).min  # what transformers fills masked attention s
 GELU_ROWS = 16  # rows per GELU step: four 16 x 3072 float32 blocks (~800 KB) stay in L2
 FFN_ROWS = 2048  # tokens per FFN pass: caps the [tokens, 4 * dim] intermediate at ~25 MB
 RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2
-COLUMN_BLOCKS = 2  # a batch of one sentence: each product cut into this many column blocks
+COLUMN_BLOCKS = 2  # a batch of one sentence: each product cut into this many column blocks,
+SPLIT_PRODUCTS = 1 << 20  # if it has this many multiply-adds (below, a thread costs more)
 FEW_ROWS = 32  # up to this many rows, matmul_ computes the transposed product
 
 # Abramowitz & Stegun 7.1.26: erfc(z) ≈ t (a1 + a2 t + ... + a5 t⁴) exp(-z²), t = 1/(1 + p z).
@@ -285,8 +286,9 @@ def encode_packed(params: FlaubertParams, config: FlaubertConfig, x: np.ndarray,
 
 def _blocked_matmul(x: np.ndarray, weight: np.ndarray, out: np.ndarray, blocks: int,
                     pool: Executor | None) -> None:
-    """out <- x @ weight in `blocks` column blocks, side by side on `pool` if given."""
-    if blocks == 1:
+    """out <- x @ weight in `blocks` column blocks, side by side on `pool` if given; in one
+    piece below SPLIT_PRODUCTS multiply-adds (a rule of the shapes, not of the threads)."""
+    if blocks == 1 or len(x) * weight.size < SPLIT_PRODUCTS:
         matmul_(x, weight, out)
         return
     bounds = np.linspace(0, out.shape[1], blocks + 1).astype(int)

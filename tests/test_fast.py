@@ -282,9 +282,14 @@ def test_matmul_either_way_round_is_the_product(rows):
 
 
 @pytest.mark.parametrize("rows", [3, 70])
-def test_products_in_column_blocks_are_the_product(rows):
+def test_products_in_column_blocks_are_the_product(rows, monkeypatch):
     """Cut into 2 or 3 blocks, on a pool or not: the same bits either way, and the product."""
     from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(fast, "SPLIT_PRODUCTS", 0)
+    calls = []
+    matmul_ = fast.matmul_
+    monkeypatch.setattr(fast, "matmul_", lambda x, w, out: calls.append(1) or matmul_(x, w, out))
 
     weight = RNG.standard_normal((40, 50)).astype(np.float32)  # [in, out]
     x = RNG.standard_normal((rows, 40)).astype(np.float32)
@@ -296,3 +301,7 @@ def test_products_in_column_blocks_are_the_product(rows):
             fast._blocked_matmul(x, weight, outs[1], blocks, pool)
             assert np.array_equal(outs[0], outs[1])
             assert np.abs(outs[0] - expected).max() <= 1e-5
+    assert len(calls) == 2 * (2 + 3)
+    monkeypatch.setattr(fast, "SPLIT_PRODUCTS", rows * weight.size + 1)  # too small to cut
+    fast._blocked_matmul(x, weight, outs[0], 2, None)
+    assert len(calls) == 2 * (2 + 3) + 1
