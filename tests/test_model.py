@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-import safetensors.numpy
 from conftest import CONFIGS, TOL, load_both, make_cases
 
 from flaubert_np.config import FlaubertConfig
@@ -53,6 +52,8 @@ def test_parity_with_transformers(flaubert_checkpoint, name, case):
 
 
 def test_the_checkpoint_variants_are_what_they_claim(flaubert_checkpoint):
+    import safetensors.numpy
+
     head = safetensors.numpy.load_file(
         flaubert_checkpoint(**CONFIGS["lm_head_checkpoint"]) / "model.safetensors"
     )
