@@ -1,93 +1,53 @@
-"""NumPy's OpenBLAS, reached through ctypes: its thread count, and one-thread sections.
+"""BLAS threads, through threadpoolctl: how many, one-thread sections, and the cores we have.
 
-fast.py can run the sentences of a batch on several threads at once, each thread with its own
-share of the sentences, so that the element-wise work (GELU, layer norms, softmax) runs on
-every core too, not only the matrix products. Each thread's products must then use one core:
-`single_threaded()` sets OpenBLAS to one thread while such a section runs.
-
-Nothing here is needed for correctness. When NumPy's BLAS is not an OpenBLAS found here (MKL,
-Accelerate, a renamed build), `threads()` is 1, `single_threaded()` does nothing, and fast.py
-computes a batch's runs one after the other, with whatever threads that BLAS uses itself.
+fast.py computes every product on single-threaded BLAS (so that no result depends on the thread
+count) and spreads the work over threads of its own, as many as BLAS would use: its thread count
+(OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or the cores) says how many cores the process may keep
+busy. threadpoolctl finds NumPy's BLAS (OpenBLAS in NumPy's wheels, MKL, BLIS) and sets its
+thread count; with none found, `threads()` is 1 and `single_threaded()` does nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import glob
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy  # noqa: F401  (its BLAS must be loaded before threadpoolctl looks)
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-# The names OpenBLAS exports: in NumPy's wheels (scipy-openblas, 64-bit ints), and plain.
-_PREFIXES = (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "64_"),
-             ("openblas_", ""))  # fmt: skip
-
 
 @functools.cache
-def _library() -> tuple | None:
-    """NumPy's OpenBLAS: (the ctypes library, its symbols' prefix and suffix), or None."""
-    import ctypes
+def _libraries() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries loaded (NumPy's among them)."""
+    from threadpoolctl import ThreadpoolController
 
-    import numpy
-
-    root = os.path.dirname(numpy.__file__)
-    # NumPy's wheels ship it beside the package (numpy.libs/ on Linux, numpy/.dylibs/ on macOS);
-    # a NumPy built against a system OpenBLAS has it loaded already (/proc/self/maps, Linux).
-    paths = glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
-    paths += glob.glob(os.path.join(root, ".dylibs", "*openblas*"))
-    with contextlib.suppress(OSError), open("/proc/self/maps", encoding="utf-8") as maps:
-        paths += sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in _PREFIXES:
-            if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
-                return lib, prefix, suffix
-    return None
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
-def _function(name: str, restype, argtypes: tuple = ()):
-    """OpenBLAS's function `name` (e.g. "get_num_threads"), typed; None if not there."""
-    found = _library()
-    if found is None:
-        return None
-    lib, prefix, suffix = found
-    function = getattr(lib, f"{prefix}{name}{suffix}", None)
-    if function is not None:
-        function.restype, function.argtypes = restype, list(argtypes)
-    return function
+def cores() -> int:
+    """The CPUs this process may run on (its affinity, else the machine's), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
-@functools.cache
-def _openblas() -> tuple | None:
-    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy uses, or None."""
-    import ctypes
-
-    get = _function("get_num_threads", ctypes.c_int)
-    set_ = _function("set_num_threads", None, (ctypes.c_int,))
-    return (get, set_) if get is not None and set_ is not None else None
+def threads() -> int:
+    """BLAS's thread count outside single_threaded() sections; 1 without a BLAS found."""
+    with _lock:
+        counts = _saved if _open else [lib.num_threads for lib in _libraries()]
+    return max(counts, default=1)
 
 
 def core() -> str | None:
     """The kernel family OpenBLAS picked for this CPU ("SkylakeX", "Haswell", ...), or None."""
-    import ctypes
-
-    corename = _function("get_corename", ctypes.c_char_p)
-    return corename().decode() if corename is not None else None
-
-
-def threads() -> int:
-    """How many threads OpenBLAS uses (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or the cores);
-    1 when NumPy's BLAS is not an OpenBLAS found here."""
-    found = _openblas()
-    return max(1, found[0]()) if found else 1
+    names = [lib.architecture for lib in _libraries() if lib.internal_api == "openblas"]
+    return names[0] if names else None
 
 
 def pool(workers: int) -> ThreadPoolExecutor:
@@ -105,26 +65,23 @@ def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
 
 _lock = threading.Lock()
 _open = 0  # single_threaded() sections open now, in all threads
-_saved = 1  # OpenBLAS's thread count when the first of them opened
+_saved: list[int] = []  # each library's thread count when the first of them opened
 
 
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
-    """OpenBLAS on one thread while the block runs, then back to its count before.
+    """BLAS on one thread while the block runs, then back to its count before.
 
-    The count is process-wide (OpenBLAS's per-thread setting works only in OpenMP builds, and
-    NumPy's use pthreads), so sections that overlap, from several threads, share it: the first
-    to open saves it, the last to close restores it. Does nothing if OpenBLAS is not found.
+    The count is process-wide (OpenBLAS's pthreads builds, NumPy's, have no per-thread
+    setting), so sections that overlap, from several threads, share it: the first to open saves
+    it, the last to close restores it.
     """
     global _open, _saved
-    if _openblas() is None:  # not an OpenBLAS found here: its threads stay as they are
-        yield
-        return
-    get, set_threads = _openblas()
     with _lock:
         if _open == 0:
-            _saved = get()
-            set_threads(1)
+            _saved = [lib.num_threads for lib in _libraries()]
+            for lib in _libraries():
+                _set_threads(lib, 1)
         _open += 1
     try:
         yield
@@ -132,16 +89,31 @@ def single_threaded() -> Iterator[None]:
         with _lock:
             _open -= 1
             if _open == 0:
-                set_threads(_saved)
+                _restore()
 
 
 def _after_fork() -> None:
-    """In a forked child: a fresh lock, and OpenBLAS's count back if a section was open."""
+    """In a forked child: a fresh lock, and BLAS's count back if a section was open."""
     global _lock, _open
     _lock = threading.Lock()
     if _open:
         _open = 0
-        _openblas()[1](_saved)
+        _restore()
+
+
+def _restore() -> None:
+    for lib, count in zip(_libraries(), _saved, strict=True):
+        _set_threads(lib, count)
+
+
+def _set_threads(lib: Any, count: int) -> None:
+    """Set a library's thread count from this thread. threadpoolctl lets only one thread (the
+    first to set it) change OpenBLAS's process-wide count and ignores the others silently; our
+    sections open and close on any thread (a server's callers), so this one takes over."""
+    clear = getattr(type(lib), "clear_controlling_thread", None)  # OpenBLAS, threadpoolctl 3.6+
+    if clear is not None:
+        clear(force=True)
+    lib.set_num_threads(count)
 
 
 if hasattr(os, "register_at_fork"):

@@ -1,15 +1,14 @@
 """The fast forward pass: model.py's arithmetic, rearranged for speed on CPU.
 
-`FlaubertModel.__call__` runs this unless hidden states or attention maps are asked for (or the
-model is causal); the plain forward of model.py and layers.py stays the reference, and
-tests/test_fast.py holds this one to it (and to transformers) within 1e-5. FlauBERT base spends
-most of its time in matrix products, which BLAS already does well; everything here is about the
-rest. Each change was measured (FlauBERT base, 2 cores; 32 x 32 tokens: 2.4 times the plain
-forward's speed):
+`FlaubertModel.__call__` runs it unless hidden states, attention maps or a trace are asked for;
+model.py's `forward` stays the reference, and tests/test_fast.py holds this one to it (and to
+transformers) within 1e-5. FlauBERT base spends most of its time in matrix products, which BLAS
+already does well; everything here is about the rest (docs/forward.md: why, and what was
+measured and left out):
 
 1. No padding. The real tokens of the batch are packed into one [n_tokens, dim] matrix; every
    linear layer, layer norm and GELU runs on real tokens only, and attention runs per group of
-   sentences of the same length, which needs no mask at all.
+   sentences of the same length, which needs no padding mask.
 2. No temporaries. Each layer writes into buffers allocated once per call (`np.matmul(out=)`,
    `+=`, `out=` everywhere): a fresh [n_tokens, 4 * dim] array per operation costs more in page
    faults and memory traffic than the arithmetic on it.
@@ -20,45 +19,38 @@ forward's speed):
 4. A softmax along contiguous memory. Attention scores are computed transposed, [keys, queries],
    so the softmax reduces along axis -2 (whole rows at a time, vectorised) rather than along
    short last-axis rows, which NumPy reduces one at a time.
-5. Weights used as stored. torch's [out, in] matrices are used through transposed views (BLAS
-   reads them in place, as fast as a copy laid out [in, out]): nothing is copied at load time,
-   which keeps the start fast and the memory small (the weights stay memory-mapped). For a few
-   rows (one short sentence), the product is computed transposed, weight first: 1x16 tokens,
-   products 48 -> 38 ms.
-6. Both cores for everything. A batch is cut into two runs of whole sentences, computed side by
-   side on two threads, each with single-threaded BLAS (blas.py): the element-wise work runs on
-   both cores as the matrix products do (1,376 -> 1,514 tokens/s at 32 x 32 on 2 cores).
-
-Where the time goes now (tools/profile_fast.py: FlauBERT base, one run of 16 x 32 tokens on one
-core): matrix products 83-85 %, at 85-90 % of the rate of one large product on that core; GELU
-8-9 %, attention 3-4 %, layer norms 2 %, the rest 2 %. tools/bench.py measures the ceiling, the
-products alone: on 2 cores, 1.1-1.3 times what this forward reaches.
-
-Measured and left out, for no gain: the element-wise work alone split across a thread pool
-(after each product OpenBLAS's idle threads spin on the other core, so the pool finds none free);
-q, k and v as one fused product (1-3 %, within the noise, for 85 MB more memory); attention from
-two threads while BLAS has two threads itself (OpenBLAS queues such calls on a lock: at times
-1.4 s instead of 25 ms for a layer of 8 x 128).
+5. Weights used as stored: torch's [out, in] matrices through transposed views (params.py). For
+   a few rows (one short sentence), the product is computed transposed, weight first.
+6. Every core busy, and the same bits whatever the thread count. A batch is cut into runs of
+   whole sentences by a rule of the batch alone (`split`); each run is computed on
+   single-threaded BLAS, and the runs are spread over as many threads as BLAS would use
+   (blas.threads()). A batch of one sentence is one run, whose products are cut into column
+   blocks (again by a rule of the batch alone), computed side by side. So the element-wise work
+   (GELU, norms, softmax) runs on every core too, and no sum depends on the number of threads.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import numpy as np
 
 from flaubert_np import blas
-
-if TYPE_CHECKING:
-    from flaubert_np.config import FlaubertConfig
-    from flaubert_np.model import FlaubertModel, Layer
+from flaubert_np.config import FlaubertConfig
+from flaubert_np.inputs import ModelInputs
+from flaubert_np.params import FlaubertParams, Layer, LayerNorm
 
 F32 = np.float32
+F32_MIN = np.finfo(np.float32).min  # what transformers fills masked attention scores with
 GELU_ROWS = 16  # rows per GELU step: four 16 x 3072 float32 blocks (~800 KB) stay in L2
 FFN_ROWS = 2048  # tokens per FFN pass: caps the [tokens, 4 * dim] intermediate at ~25 MB
-RUNS = 2  # a batch of several sentences is computed as two runs, side by side on two cores
+RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2
+COLUMN_BLOCKS = 2  # a batch of one sentence: each product cut into this many column blocks,
+SPLIT_PRODUCTS = 1 << 20  # if it has this many multiply-adds (below, a thread costs more)
 FEW_ROWS = 32  # up to this many rows, matmul_ computes the transposed product
 
 # Abramowitz & Stegun 7.1.26: erfc(z) ≈ t (a1 + a2 t + ... + a5 t⁴) exp(-z²), t = 1/(1 + p z).
@@ -121,7 +113,7 @@ def bias_relu_(x: np.ndarray, bias: np.ndarray) -> None:
     np.maximum(x, F32(0), out=x)
 
 
-def layer_norm_(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> None:
+def layer_norm_(x: np.ndarray, norm: LayerNorm, eps: float) -> None:
     """x <- layer_norm(x), in place, as layers.layer_norm. [n, dim]"""
     dim = F32(x.shape[-1])
     mean = x.sum(axis=-1, keepdims=True)
@@ -133,19 +125,21 @@ def layer_norm_(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
     np.sqrt(var, out=var)
     np.divide(F32(1), var, out=var)
     x *= var
-    x *= weight
-    x += bias
+    x *= norm.weight
+    x += norm.bias
 
 
 def attention_(qkv: np.ndarray, context: np.ndarray, starts: np.ndarray, length: int,
-               n_heads: int) -> None:
-    """Self-attention of sentences that all have `length` tokens: no mask to apply.
+               n_heads: int, causal: bool = False) -> None:
+    """Self-attention of sentences that all have `length` tokens: no padding mask to apply.
 
     qkv [n, 3 * dim] (q, k, v side by side, q already divided by √head_dim); starts: the first
-    row of each sentence. Writes their rows of context [n, dim].
+    row of each sentence. Writes their rows of context [n, dim]. `causal`: a query sees only
+    itself and the keys before it.
     """
     dim = context.shape[1]
     count = len(starts)
+    rows: slice | np.ndarray
     if np.all(np.diff(starts) == length):  # consecutive sentences: a slice, no copy
         rows = slice(starts[0], starts[0] + count * length)
     else:
@@ -153,6 +147,8 @@ def attention_(qkv: np.ndarray, context: np.ndarray, starts: np.ndarray, length:
     x = qkv[rows].reshape(count, length, 3, n_heads, dim // n_heads)
     q, k, v = (x[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # [count, heads, len, hd]
     scores = k @ q.transpose(0, 1, 3, 2)  # [count, heads, keys, queries]
+    if causal:  # keys after the query: float32 min, as transformers
+        scores[..., np.tri(length, k=-1, dtype=bool)] = F32_MIN
     scores -= scores.max(axis=-2, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-2, keepdims=True)
@@ -160,145 +156,182 @@ def attention_(qkv: np.ndarray, context: np.ndarray, starts: np.ndarray, length:
     context[rows] = heads.transpose(0, 2, 1, 3).reshape(count * length, dim)
 
 
+
+
 # -- the forward pass --------------------------------------------------------------------------
 
 
-def forward(model: FlaubertModel, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray,
-            langs: np.ndarray | None, token_type_ids: np.ndarray | None) -> np.ndarray:
-    """The last hidden state, as model.py's plain forward (non-causal models).
+def supports(config: FlaubertConfig, inputs: ModelInputs) -> bool:
+    """Whether `forward` can run these inputs: any for a bidirectional model; for a causal
+    one, only padding after the real tokens of each row (transformers' causal attention also
+    attends padded keys before a real token, and fast.py computes no padded token)."""
+    if not config.causal:
+        return True
+    mask = inputs.mask != 0
+    return bool(np.array_equal(mask, np.arange(mask.shape[1]) < mask.sum(axis=1)[:, None]))
 
-    Inputs already checked by FlaubertModel.__call__: ids, mask (0/1), positions [batch, seq];
-    langs (None when the model has no language embeddings) and token types, or None.
-    Returns [batch, seq, dim] float32, zero at padded positions.
-    """
-    c = model.config
-    batch, seq = ids.shape
-    keep = mask.reshape(-1) != 0
+
+def forward(params: FlaubertParams, config: FlaubertConfig, inputs: ModelInputs) -> np.ndarray:
+    """The last hidden state, as model.forward's: [batch, seq, dim] float32, zero at padded
+    positions. Its bits depend on the inputs alone, not on the number of threads."""
+    batch, seq = inputs.ids.shape
+    keep = inputs.mask.reshape(-1) != 0
     real = np.flatnonzero(keep)  # the real tokens, row after row: the packed order
     lengths = keep.reshape(batch, seq).sum(axis=1)
 
-    # Embeddings of the real tokens only, summed in the plain forward's order.
-    x = model.embeddings[ids.reshape(-1)[real]]  # [n, dim] (a copy: a gather)
-    x += model.position_embeddings[positions.reshape(-1)[real]]
-    if langs is not None:
-        x += model.lang_embeddings[langs.reshape(-1)[real]]
-    if token_type_ids is not None:
-        x += model.embeddings[token_type_ids.reshape(-1)[real]]
-    layer_norm_(x, model.layer_norm_emb_weight, model.layer_norm_emb_bias, c.layer_norm_eps)
+    # Embeddings of the real tokens only, summed in the reference forward's order.
+    x = params.embeddings[inputs.ids.reshape(-1)[real]]  # [n, dim] (a copy: a gather)
+    x += params.position_embeddings[inputs.positions.reshape(-1)[real]]
+    if inputs.langs is not None and params.lang_embeddings is not None:
+        x += params.lang_embeddings[inputs.langs.reshape(-1)[real]]
+    if inputs.token_type_ids is not None:
+        x += params.embeddings[inputs.token_type_ids.reshape(-1)[real]]
+    layer_norm_(x, params.layer_norm_emb, config.layer_norm_eps)
 
-    # Two runs of whole sentences, one per core, each with single-threaded BLAS: the element-wise
-    # work (GELU, norms, softmax) then runs on both cores too, not only the matrix products.
-    # The cut depends on the batch alone, never on the thread count (with one thread the runs
-    # go one after the other): BLAS can give a row other last bits in a product with another
-    # number of rows, and a batch must give the same bits on 1 thread or 2 (stream workers, Dask).
-    parts = _split(lengths, RUNS)
-    threads = blas.threads()
-    if not parts or threads > RUNS:  # one sentence, or more cores than runs: BLAS threads it
-        if len(real):
-            encode_packed(model, x, lengths)
-    else:
-        runs = [(x[rows], lengths[sentences]) for rows, sentences in parts]
-        with blas.single_threaded():
-            if threads == 1:
-                for run in runs:
-                    encode_packed(model, *run)
-            else:
-                jobs = [blas.pool(RUNS).submit(encode_packed, model, *run) for run in runs]
-                for job in jobs:
-                    job.result()
-    out = np.zeros((batch * seq, c.emb_dim), F32)
+    runs = [(x[rows], lengths[sentences]) for rows, sentences in split(lengths)]
+    workers = min(blas.threads(), max(len(runs), COLUMN_BLOCKS))
+    pool = blas.pool(workers) if workers > 1 else None
+    with blas.single_threaded():
+        if len(runs) == 1:  # one sentence: its products in column blocks, side by side
+            encode_packed(params, config, *runs[0], COLUMN_BLOCKS, pool)
+        elif pool is None:
+            for run in runs:
+                encode_packed(params, config, *run)
+        else:
+            jobs = [pool.submit(encode_packed, params, config, *run) for run in runs]
+            for job in jobs:
+                job.result()
+    out = np.zeros((batch * seq, x.shape[1]), F32)
     out[real] = x
-    return out.reshape(batch, seq, c.emb_dim)
+    return out.reshape(batch, seq, x.shape[1])
 
 
-def _split(lengths: np.ndarray, runs: int) -> list[tuple[slice, slice]]:
-    """Cut a batch into up to `runs` runs of whole sentences with about as many tokens each:
-    (packed rows, sentences) per run. No cut ([]) for a single sentence: attention needs all
-    of a sentence's tokens at once."""
-    runs = min(runs, int(np.count_nonzero(lengths)))
-    if runs < 2:
+def split(lengths: np.ndarray) -> list[tuple[slice, slice]]:
+    """Cut a batch into runs of whole sentences, (packed rows, sentences) per run: a power of
+    two of them (2, 4, 8, ...: as many as fit RUN_TOKENS tokens or more each, at least two), so
+    that they share out evenly over 2, 4, 8 ... cores. No run without a real token; one run for
+    one sentence (attention needs all its tokens at once).
+
+    A rule of the batch alone: BLAS may give a row other last bits in a product with another
+    number of rows, so the runs must not depend on the number of threads.
+    """
+    tokens, sentences = int(lengths.sum()), int(np.count_nonzero(lengths))
+    runs = min(sentences, 2 ** max(1, (tokens // RUN_TOKENS).bit_length() - 1))
+    if runs == 0:
         return []
     rows = np.concatenate([[0], np.cumsum(lengths)])  # first packed row of each sentence, and n
     # Cut at the sentence boundaries closest to 1/runs, 2/runs, ... of the tokens.
-    targets = rows[-1] * np.arange(1, runs) / runs
+    targets = tokens * np.arange(1, runs) / runs
     cuts = {int(np.abs(rows - target).argmin()) for target in targets}
     bounds = [0, *sorted(cuts - {0, len(lengths)}), len(lengths)]
-    return [(slice(int(rows[a]), int(rows[b])), slice(a, b)) for a, b in itertools.pairwise(bounds)]
+    return [(slice(int(rows[a]), int(rows[b])), slice(a, b)) for a, b in itertools.pairwise(bounds)
+            if rows[b] > rows[a]]  # fmt: skip
 
 
-def encode_packed(model: FlaubertModel, x: np.ndarray, lengths: np.ndarray) -> None:
-    """All the layers, in place on x [n_tokens, dim]: the real tokens of sentences of
-    `lengths` tokens (in that order, each sentence's tokens consecutive)."""
-    c = model.config
-    n, dim = x.shape
+@dataclass(frozen=True, eq=False)
+class Buffers:
+    """Work arrays of one run, allocated once for all its layers."""
+
+    qkv: np.ndarray  # [n, 3 * dim]
+    context: np.ndarray  # [n, dim]
+    branch: np.ndarray  # [n, dim]: a branch's output, before the residual sum
+    hidden: np.ndarray  # [min(n, FFN_ROWS), ffn_dim]
+    normed: np.ndarray  # [n, dim] with pre_norm (a branch's input), else [0, dim]
+
+    @classmethod
+    def empty(cls, n: int, config: FlaubertConfig) -> Buffers:
+        dim = config.emb_dim
+        return cls(qkv=np.empty((n, 3 * dim), F32), context=np.empty((n, dim), F32),
+                   branch=np.empty((n, dim), F32),
+                   hidden=np.empty((min(n, FFN_ROWS), config.ffn_dim), F32),
+                   normed=np.empty((n if config.pre_norm else 0, dim), F32))  # fmt: skip
+
+
+Product = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (x, weight, out)
+
+
+def encode_packed(params: FlaubertParams, config: FlaubertConfig, x: np.ndarray,
+                  lengths: np.ndarray, blocks: int = 1, pool: Executor | None = None) -> None:
+    """All the layers, in place on x [n_tokens, dim]: the real tokens of sentences of `lengths`
+    tokens (in that order, each sentence's tokens consecutive). Products cut into `blocks`
+    column blocks, computed on `pool` if given (BLAS must be single-threaded)."""
     starts = np.cumsum(lengths) - lengths  # first row of each sentence
     groups = [(starts[lengths == length], int(length)) for length in np.unique(lengths)
               if length > 0]  # fmt: skip
-    buffers = {
-        "qkv": np.empty((n, 3 * dim), F32),
-        "context": np.empty((n, dim), F32),
-        "branch": np.empty((n, dim), F32),  # a branch's output, before the residual sum
-        "hidden": np.empty((min(n, FFN_ROWS), c.ffn_dim), F32),
-        "normed": np.empty((n, dim), F32) if c.pre_norm else None,
-    }
-    for layer in model.layers:
-        if c.pre_norm:  # x = x + attn(norm1(x)); x = x + ffn(norm2(x))
-            normed = buffers["normed"]
-            _norm_copy(x, normed, layer.layer_norm1_weight, layer.layer_norm1_bias, c)
-            _attention_branch(normed, layer, groups, buffers, c.n_heads)
-            _residual(x, buffers["branch"], layer.out_lin_bias)
-            _norm_copy(x, normed, layer.layer_norm2_weight, layer.layer_norm2_bias, c)
-            _ffn_branch(normed, layer, buffers, c.gelu_activation)
-            _residual(x, buffers["branch"], layer.lin2_bias)
+    buffers = Buffers.empty(len(x), config)
+    eps = config.layer_norm_eps
+
+    def product(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
+        _blocked_matmul(x, weight, out, blocks, pool)
+
+    for layer in params.layers:
+        if config.pre_norm:  # x = x + attn(norm1(x)); x = x + ffn(norm2(x))
+            normed = buffers.normed
+            normed[...] = x
+            layer_norm_(normed, layer.layer_norm1, eps)
+            _attention_branch(normed, layer, groups, buffers, config, product)
+            _residual(x, buffers.branch, layer.attention.out_lin.bias)
+            normed[...] = x
+            layer_norm_(normed, layer.layer_norm2, eps)
+            _ffn_branch(normed, layer, buffers, config.gelu_activation, product)
+            _residual(x, buffers.branch, layer.ffn.lin2.bias)
         else:  # x = norm1(x + attn(x)); x = norm2(x + ffn(x))
-            _attention_branch(x, layer, groups, buffers, c.n_heads)
-            _residual(x, buffers["branch"], layer.out_lin_bias,
-                      (layer.layer_norm1_weight, layer.layer_norm1_bias, c.layer_norm_eps))
-            _ffn_branch(x, layer, buffers, c.gelu_activation)
-            _residual(x, buffers["branch"], layer.lin2_bias,
-                      (layer.layer_norm2_weight, layer.layer_norm2_bias, c.layer_norm_eps))
+            _attention_branch(x, layer, groups, buffers, config, product)
+            _residual(x, buffers.branch, layer.attention.out_lin.bias)
+            layer_norm_(x, layer.layer_norm1, eps)
+            _ffn_branch(x, layer, buffers, config.gelu_activation, product)
+            _residual(x, buffers.branch, layer.ffn.lin2.bias)
+            layer_norm_(x, layer.layer_norm2, eps)
 
 
-def _attention_branch(x: np.ndarray, layer: Layer, groups: list, buffers: dict,
-                      n_heads: int) -> None:
-    """buffers["branch"] <- out_lin(attention(x)), without out_lin's bias."""
-    qkv, context = buffers["qkv"], buffers["context"]
-    dim = x.shape[1]
-    scale = F32(1 / math.sqrt(dim // n_heads))
+def _blocked_matmul(x: np.ndarray, weight: np.ndarray, out: np.ndarray, blocks: int,
+                    pool: Executor | None) -> None:
+    """out <- x @ weight in `blocks` column blocks, side by side on `pool` if given; in one
+    piece below SPLIT_PRODUCTS multiply-adds (a rule of the shapes, not of the threads)."""
+    if blocks == 1 or len(x) * weight.size < SPLIT_PRODUCTS:
+        matmul_(x, weight, out)
+        return
+    bounds = np.linspace(0, out.shape[1], blocks + 1).astype(int)
+    pieces = [(x, weight[:, a:b], out[:, a:b]) for a, b in itertools.pairwise(bounds)]
+    if pool is None:
+        for piece in pieces:
+            matmul_(*piece)
+        return
+    jobs = [pool.submit(matmul_, *piece) for piece in pieces[1:]]
+    matmul_(*pieces[0])
+    for job in jobs:
+        job.result()
+
+
+def _attention_branch(x: np.ndarray, layer: Layer, groups: list[tuple[np.ndarray, int]],
+                      buffers: Buffers, config: FlaubertConfig, product: Product) -> None:
+    """buffers.branch <- out_lin(attention(x)), without out_lin's bias."""
+    att, qkv, dim = layer.attention, buffers.qkv, x.shape[1]
     # q, k and v straight into their columns of one buffer (an `out=` view is fine for BLAS).
-    for i, weight in enumerate((layer.q_lin_weight, layer.k_lin_weight, layer.v_lin_weight)):
-        matmul_(x, weight, qkv[:, i * dim : (i + 1) * dim])
-
-    qkv += layer.qkv_bias
-    qkv[:, :dim] *= scale  # q / √head_dim, as transformers
+    for i, lin in enumerate((att.q_lin, att.k_lin, att.v_lin)):
+        columns = qkv[:, i * dim : (i + 1) * dim]
+        product(x, lin.weight, columns)
+        columns += lin.bias
+    qkv[:, :dim] *= F32(1 / math.sqrt(dim // config.n_heads))  # q / √head_dim, as transformers
     for starts, length in groups:
-        attention_(qkv, context, starts, length, n_heads)
-    matmul_(context, layer.out_lin_weight, buffers["branch"])
+        attention_(qkv, buffers.context, starts, length, config.n_heads, config.causal)
+    product(buffers.context, att.out_lin.weight, buffers.branch)
 
 
-def _ffn_branch(x: np.ndarray, layer: Layer, buffers: dict, use_gelu: bool) -> None:
-    """buffers["branch"] <- lin2(act(lin1(x))), without lin2's bias; FFN_ROWS tokens at a time."""
-    hidden, branch = buffers["hidden"], buffers["branch"]
+def _ffn_branch(x: np.ndarray, layer: Layer, buffers: Buffers, use_gelu: bool,
+                product: Product) -> None:
+    """buffers.branch <- lin2(act(lin1(x))), without lin2's bias; FFN_ROWS tokens at a time."""
+    hidden, branch, ff = buffers.hidden, buffers.branch, layer.ffn
     activation = bias_gelu_ if use_gelu else bias_relu_
     for lo in range(0, len(x), len(hidden)):
         hi = min(lo + len(hidden), len(x))
         h = hidden[: hi - lo]
-        matmul_(x[lo:hi], layer.lin1_weight, h)
-        activation(h, layer.lin1_bias)
-        matmul_(h, layer.lin2_weight, branch[lo:hi])
+        product(x[lo:hi], ff.lin1.weight, h)
+        activation(h, ff.lin1.bias)
+        product(h, ff.lin2.weight, branch[lo:hi])
 
 
-def _residual(x: np.ndarray, branch: np.ndarray, bias: np.ndarray,
-              norm: tuple | None = None) -> None:
-    """x <- x + (branch + bias), then layer-normed in place if `norm` = (weight, bias, eps)."""
+def _residual(x: np.ndarray, branch: np.ndarray, bias: np.ndarray) -> None:
+    """x <- x + (branch + bias)"""
     branch += bias
     x += branch
-    if norm is not None:
-        layer_norm_(x, *norm)
-
-
-def _norm_copy(x: np.ndarray, out: np.ndarray, weight: np.ndarray, bias: np.ndarray,
-               config: FlaubertConfig) -> None:
-    """out <- layer_norm(x), x untouched (pre_norm)."""
-    out[...] = x
-    layer_norm_(out, weight, bias, config.layer_norm_eps)

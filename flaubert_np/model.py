@@ -5,9 +5,11 @@
            (post-norm: norm after the residual sum; pre_norm: norm of the branch input)
         -> last_hidden_state; padded positions are zeroed after the embeddings and every layer.
 
-Eval-mode behaviour matches transformers 5 option by option (see `FlaubertModel.__call__`), and
-runs `pre_norm` checkpoints, whose forward pass transformers 5 cannot run (it raises a
-TypeError); those are checked against transformers 4.57.
+`forward` is the reference: the whole pass over params.py's weights and layers.py's functions.
+fast.py computes the same last hidden state faster, and `FlaubertModel` runs it unless asked for
+what only the reference gives (hidden states, attention maps, a trace). Eval-mode behaviour
+matches transformers 5 option by option, and runs `pre_norm` checkpoints, whose forward pass
+transformers 5 cannot run (it raises a TypeError); those are checked against transformers 4.57.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ import numpy as np
 
 from flaubert_np import fast, hub
 from flaubert_np.config import FlaubertConfig
+from flaubert_np.inputs import ModelInputs, check_inputs
 from flaubert_np.layers import attention, ffn, gelu, layer_norm, relu
+from flaubert_np.params import FlaubertParams, Layer
 from flaubert_np.weights import check_weights, load_weights
+
+Trace = dict[str, np.ndarray]
 
 
 @dataclass
@@ -32,116 +38,86 @@ class FlaubertOutput:
     attentions: tuple[np.ndarray, ...] | None = None  # n_layers x [batch, heads, seq, seq]
 
 
-@dataclass
-class Layer:
-    """One transformer layer: its weights, laid out for `x @ w` (linear weights [in, out])."""
+def forward(
+    params: FlaubertParams,
+    config: FlaubertConfig,
+    inputs: ModelInputs,
+    output_attentions: bool = False,
+    trace: Trace | None = None,
+) -> FlaubertOutput:
+    """The reference forward pass, with every hidden state (and attention map if asked).
 
-    q_lin_weight: np.ndarray  # [dim, dim]
-    k_lin_weight: np.ndarray  # [dim, dim]
-    v_lin_weight: np.ndarray  # [dim, dim]
-    qkv_bias: np.ndarray  # [3 * dim]: q_lin, k_lin, v_lin biases side by side
-    out_lin_weight: np.ndarray  # [dim, dim]
-    out_lin_bias: np.ndarray  # [dim]
-    layer_norm1_weight: np.ndarray  # [dim]
-    layer_norm1_bias: np.ndarray  # [dim]
-    lin1_weight: np.ndarray  # [dim, 4 * dim]
-    lin1_bias: np.ndarray  # [4 * dim]
-    lin2_weight: np.ndarray  # [4 * dim, dim]
-    lin2_bias: np.ndarray  # [dim]
-    layer_norm2_weight: np.ndarray  # [dim]
-    layer_norm2_bias: np.ndarray  # [dim]
-
-    @classmethod
-    def from_weights(cls, w: Mapping[str, np.ndarray], i: int) -> Layer:
-        """Layer i from bare transformers names; torch's [out, in] weights seen transposed."""
-        att, ff = f"attentions.{i}.", f"ffns.{i}."
-        return cls(
-            q_lin_weight=_in_out(w[f"{att}q_lin.weight"]),
-            k_lin_weight=_in_out(w[f"{att}k_lin.weight"]),
-            v_lin_weight=_in_out(w[f"{att}v_lin.weight"]),
-            qkv_bias=np.concatenate([w[f"{att}{lin}.bias"] for lin in ("q_lin", "k_lin", "v_lin")]),
-            out_lin_weight=_in_out(w[f"{att}out_lin.weight"]),
-            out_lin_bias=np.asarray(w[f"{att}out_lin.bias"]),
-            layer_norm1_weight=np.asarray(w[f"layer_norm1.{i}.weight"]),
-            layer_norm1_bias=np.asarray(w[f"layer_norm1.{i}.bias"]),
-            lin1_weight=_in_out(w[f"{ff}lin1.weight"]),
-            lin1_bias=np.asarray(w[f"{ff}lin1.bias"]),
-            lin2_weight=_in_out(w[f"{ff}lin2.weight"]),
-            lin2_bias=np.asarray(w[f"{ff}lin2.bias"]),
-            layer_norm2_weight=np.asarray(w[f"layer_norm2.{i}.weight"]),
-            layer_norm2_bias=np.asarray(w[f"layer_norm2.{i}.bias"]),
-        )
-
-    @property
-    def qkv_weight(self) -> np.ndarray:
-        """[dim, 3 * dim]: q_lin, k_lin, v_lin side by side, for one projection (made when
-        the plain forward asks: a stored copy would double these weights' memory)."""
-        return np.concatenate([self.q_lin_weight, self.k_lin_weight, self.v_lin_weight], axis=1)
-
-    def __call__(
-        self,
-        x: np.ndarray,
-        keep: np.ndarray,
-        config: FlaubertConfig,
-        trace: dict[str, np.ndarray] | None = None,
-        name: str = "",
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """[batch, seq, dim] -> [batch, seq, dim], attention weights [batch, heads, seq, seq].
-
-        post-norm (FlauBERT's default): x = norm1(x + attn(x)); x = norm2(x + ffn(x))
-        pre_norm:                       x = x + attn(norm1(x)); x = x + ffn(norm2(x))
-        With a `trace` dict, the output of each module is stored under `name` + "attention",
-        "layer_norm1", "ffn", "layer_norm2" (what transformers' modules of those names return).
-        """
-        eps = config.layer_norm_eps
-        if config.pre_norm:
-            normed1 = self.norm1(x, eps)
-            attn, weights = self.attention(normed1, keep, config.n_heads)
-            x = x + attn
-            normed2 = self.norm2(x, eps)
-            ffn_out = self.ffn(normed2, config.gelu_activation)
-            x = x + ffn_out
-        else:
-            attn, weights = self.attention(x, keep, config.n_heads)
-            x = normed1 = self.norm1(x + attn, eps)
-            ffn_out = self.ffn(x, config.gelu_activation)
-            x = normed2 = self.norm2(x + ffn_out, eps)
-        if trace is not None:
-            trace[name + "attention"], trace[name + "layer_norm1"] = attn, normed1
-            trace[name + "ffn"], trace[name + "layer_norm2"] = ffn_out, normed2
-        return x, weights
-
-    def attention(
-        self, x: np.ndarray, keep: np.ndarray, n_heads: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """attentions[i]: [batch, seq, dim] -> [batch, seq, dim], [batch, heads, seq, seq]"""
-        return attention(
-            x, keep, self.qkv_weight, self.qkv_bias, self.out_lin_weight, self.out_lin_bias, n_heads
-        )
-
-    def ffn(self, x: np.ndarray, use_gelu: bool) -> np.ndarray:
-        """ffns[i]: [batch, seq, dim] -> [batch, seq, dim]"""
-        activation = gelu if use_gelu else relu
-        return ffn(
-            x, self.lin1_weight, self.lin1_bias, self.lin2_weight, self.lin2_bias, activation
-        )
-
-    def norm1(self, x: np.ndarray, eps: float) -> np.ndarray:
-        """layer_norm1[i]: [batch, seq, dim] -> [batch, seq, dim]"""
-        return layer_norm(x, self.layer_norm1_weight, self.layer_norm1_bias, eps)
-
-    def norm2(self, x: np.ndarray, eps: float) -> np.ndarray:
-        """layer_norm2[i]: [batch, seq, dim] -> [batch, seq, dim]"""
-        return layer_norm(x, self.layer_norm2_weight, self.layer_norm2_bias, eps)
-
-
-def _in_out(weight: np.ndarray) -> np.ndarray:
-    """torch's Linear weight [out, in] -> [in, out] for `x @ w`: a transposed view, not a copy.
-
-    BLAS reads a transposed matrix in place, as fast for a batch of tokens; a copy would double
-    the weights' memory (they stay memory-mapped from the file) and slow the start.
+    `trace`: a dict to fill with what transformers' modules output: "embeddings", then
+    "layer.{i}.attention", "layer.{i}.layer_norm1", "layer.{i}.ffn", "layer.{i}.layer_norm2",
+    each [batch, seq, dim], before the padding mask.
     """
-    return np.asarray(weight).T
+    mask = inputs.mask[..., None]  # [batch, seq, 1]
+    keep = attention_keep(inputs.mask, config.causal)
+    x = embed(params, inputs, config.layer_norm_eps)  # [batch, seq, dim]
+    if trace is not None:
+        trace["embeddings"] = x
+    hidden_states, attentions = [x * mask], []
+    for i, layer in enumerate(params.layers):
+        x, weights = transformer_layer(hidden_states[-1], keep, layer, config, trace, f"layer.{i}.")
+        hidden_states.append(x * mask)
+        if output_attentions:  # [batch, heads, seq, seq] each: kept only when asked for
+            attentions.append(weights)
+    return FlaubertOutput(hidden_states[-1], tuple(hidden_states), tuple(attentions) or None)
+
+
+def embed(params: FlaubertParams, inputs: ModelInputs, eps: float) -> np.ndarray:
+    """Word + position (+ language) (+ token type, from the word table), then layer_norm_emb.
+
+    -> [batch, seq, dim]
+    """
+    x = params.embeddings[inputs.ids] + params.position_embeddings[inputs.positions]
+    if inputs.langs is not None and params.lang_embeddings is not None:
+        x = x + params.lang_embeddings[inputs.langs]
+    if inputs.token_type_ids is not None:
+        x = x + params.embeddings[inputs.token_type_ids]
+    return layer_norm(x, params.layer_norm_emb, eps)
+
+
+def attention_keep(mask: np.ndarray, causal: bool) -> np.ndarray:
+    """Where a query may attend a key: the real keys [batch, 1, 1, seq], or with `causal` the
+    causal triangle [1, 1, seq, seq] (padding included: as transformers, which then zeroes the
+    padded outputs)."""
+    seq = mask.shape[1]
+    if causal:  # a query sees itself and the keys before it
+        return np.tril(np.ones((seq, seq), dtype=bool))[None, None]
+    return (mask != 0)[:, None, None, :]
+
+
+def transformer_layer(
+    x: np.ndarray,
+    keep: np.ndarray,
+    layer: Layer,
+    config: FlaubertConfig,
+    trace: Trace | None = None,
+    name: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """[batch, seq, dim] -> [batch, seq, dim], attention weights [batch, heads, seq, seq].
+
+    post-norm (FlauBERT's default): x = norm1(x + attn(x)); x = norm2(x + ffn(x))
+    pre_norm:                       x = x + attn(norm1(x)); x = x + ffn(norm2(x))
+    """
+    eps, activation = config.layer_norm_eps, gelu if config.gelu_activation else relu
+    if config.pre_norm:
+        normed1 = layer_norm(x, layer.layer_norm1, eps)
+        attn, weights = attention(normed1, keep, layer.attention, config.n_heads)
+        x = x + attn
+        normed2 = layer_norm(x, layer.layer_norm2, eps)
+        ffn_out = ffn(normed2, layer.ffn, activation)
+        x = x + ffn_out
+    else:
+        attn, weights = attention(x, keep, layer.attention, config.n_heads)
+        x = normed1 = layer_norm(x + attn, layer.layer_norm1, eps)
+        ffn_out = ffn(x, layer.ffn, activation)
+        x = normed2 = layer_norm(x + ffn_out, layer.layer_norm2, eps)
+    if trace is not None:
+        trace[name + "attention"], trace[name + "layer_norm1"] = attn, normed1
+        trace[name + "ffn"], trace[name + "layer_norm2"] = ffn_out, normed2
+    return x, weights
 
 
 class FlaubertModel:
@@ -152,17 +128,7 @@ class FlaubertModel:
         config.validate()
         check_weights(weights, config)
         self.config = config
-        # The tables stay as given (memory-mapped when loaded from safetensors): rows are looked
-        # up, never copied whole.
-        self.embeddings = weights["embeddings.weight"]  # [n_words, dim]
-        self.position_embeddings = weights["position_embeddings.weight"]  # [max_pos, dim]
-        self.lang_embeddings = weights.get("lang_embeddings.weight")  # [n_langs, dim] or None
-        self.layer_norm_emb_weight = np.asarray(weights["layer_norm_emb.weight"])
-        self.layer_norm_emb_bias = np.asarray(weights["layer_norm_emb.bias"])
-        self.layers = [Layer.from_weights(weights, i) for i in range(config.n_layers)]
-        # True: the last hidden state comes from fast.py's forward; False: always the plain
-        # forward below, the reference (hidden states and attention maps always come from it).
-        self.fast = True
+        self.params = FlaubertParams.from_weights(weights, config.n_layers)
 
     @classmethod
     def from_pretrained(
@@ -186,142 +152,26 @@ class FlaubertModel:
         lengths: Any = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-        trace: dict[str, np.ndarray] | None = None,
+        trace: Trace | None = None,
+        reference: bool = False,
     ) -> FlaubertOutput:
-        """Encode a batch, as transformers' FlaubertModel.forward in eval mode.
+        """Encode a batch, as transformers' FlaubertModel.forward in eval mode (the arguments:
+        see inputs.check_inputs; `trace`: see `forward`).
 
-        input_ids [batch, seq] (list of lists or integer array). Which positions are padding:
-        `attention_mask` [batch, seq] (1 keep, 0 pad) if given; else `lengths` [batch] (the
-        first lengths[b] tokens are kept); else lengths = the number of non-`pad_index` ids per
-        row (as transformers: a pad id in the middle shortens the row from the end).
-        With `causal`, attention follows the causal triangle only, padding included, and the
-        padding mask still zeroes the padded outputs. `langs` [batch, seq] adds language
-        embeddings (ignored, as in transformers, when the model has none); `token_type_ids`
-        [batch, seq] are looked up in the word embedding table, as transformers does;
-        `position_ids` [batch, seq] default to 0, 1, ... seq - 1.
-        `trace`: a dict to fill with the named intermediate values of this pass ("embeddings",
-        then "layer.{i}.attention", "layer.{i}.layer_norm1", "layer.{i}.ffn",
-        "layer.{i}.layer_norm2"), each [batch, seq, dim] as transformers' modules output them
-        (before the padding mask). None (the default) records nothing and costs nothing.
+        The last hidden state comes from fast.forward, unless hidden states, attention maps or
+        a trace are asked for, `reference` is True, or fast.py cannot run the batch (a causal
+        model with padding before a real token): then from the reference `forward`.
         """
-        c = self.config
-        ids = _int_matrix("input_ids", input_ids)
-        batch, seq = ids.shape
-        _check_range("input_ids", ids, c.n_words, "n_words")
-
-        mask = self._padding_mask(ids, attention_mask, lengths)  # [batch, seq] float32
-        if c.causal:  # a query sees itself and the keys before it
-            keep = np.tril(np.ones((seq, seq), dtype=bool))[None, None]  # [1, 1, seq, seq]
-        else:
-            keep = (mask != 0)[:, None, None, :]  # [batch, 1, 1, seq]
-
-        if position_ids is None:
-            if seq > c.max_position_embeddings:
-                raise ValueError(
-                    f"input_ids has {seq} positions; this model has max_position_embeddings="
-                    f"{c.max_position_embeddings}"
-                )
-            positions = np.broadcast_to(np.arange(seq), (batch, seq))
-        else:
-            positions = _int_matrix("position_ids", position_ids, (batch, seq))
-            _check_range(
-                "position_ids", positions, c.max_position_embeddings, "max_position_embeddings"
-            )
-
-        if langs is not None:
-            langs = _int_matrix("langs", langs, (batch, seq))
-            if self.lang_embeddings is None:
-                langs = None  # ignored, as in transformers
-            else:
-                _check_range("langs", langs, c.n_langs, "n_langs")
-        types = None
-        if token_type_ids is not None:
-            types = _int_matrix("token_type_ids", token_type_ids, (batch, seq))
-            _check_range("token_type_ids", types, c.n_words, "n_words")
-
-        plain = output_hidden_states or output_attentions or c.causal or trace is not None
-        if self.fast and not plain:
-            return FlaubertOutput(fast.forward(self, ids, mask, positions, langs, types))
-
-        x = self.embeddings[ids] + self.position_embeddings[positions]  # [batch, seq, dim]
-        if langs is not None:
-            x = x + self.lang_embeddings[langs]
-        if types is not None:
-            x = x + self.embeddings[types]
-        x = layer_norm(x, self.layer_norm_emb_weight, self.layer_norm_emb_bias, c.layer_norm_eps)
-        if trace is not None:
-            trace["embeddings"] = x
-        x = x * mask[..., None]
-
-        hidden_states, attentions = [x], []
-        for i, layer in enumerate(self.layers):
-            x, weights = layer(x, keep, c, trace, f"layer.{i}.")
-            x = x * mask[..., None]
-            hidden_states.append(x)
-            if output_attentions:  # [batch, heads, seq, seq] each: kept only when asked for
-                attentions.append(weights)
+        inputs = check_inputs(
+            self.config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
+            has_lang_embeddings=self.params.lang_embeddings is not None,
+        )  # fmt: skip
+        details = output_hidden_states or output_attentions or trace is not None
+        if not (reference or details) and fast.supports(self.config, inputs):
+            return FlaubertOutput(fast.forward(self.params, self.config, inputs))
+        out = forward(self.params, self.config, inputs, output_attentions, trace)
         return FlaubertOutput(
-            last_hidden_state=x,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
+            last_hidden_state=out.last_hidden_state,
+            hidden_states=out.hidden_states if output_hidden_states else None,
+            attentions=out.attentions,
         )
-
-    def _padding_mask(self, ids: np.ndarray, attention_mask: Any, lengths: Any) -> np.ndarray:
-        """[batch, seq] float32, 1 for real tokens and 0 for padding (transformers' get_masks)."""
-        batch, seq = ids.shape
-        if lengths is None:
-            lengths = (ids != self.config.pad_index).sum(axis=1)
-        else:
-            lengths = _int_array("lengths", lengths, (batch,))
-            if lengths.min() < 0 or lengths.max() > seq:
-                raise ValueError(
-                    f"lengths must lie in [0, {seq}] (the sequence length), "
-                    f"found {lengths.tolist()}"
-                )
-        if attention_mask is None:
-            return (np.arange(seq) < lengths[:, None]).astype(np.float32)
-        mask = np.asarray(attention_mask)
-        if mask.shape != (batch, seq):
-            raise ValueError(
-                f"attention_mask has shape {mask.shape}, expected {(batch, seq)} like input_ids"
-            )
-        if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
-            raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
-        return mask.astype(np.float32)
-
-
-def _int_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """`value` as an integer array of the given shape, or a ValueError naming `name`."""
-    try:
-        array = np.asarray(value)
-    except ValueError:  # ragged nested lists
-        raise ValueError(f"{name} rows have different lengths; pad them to one length") from None
-    if array.dtype.kind not in "iu":
-        if array.size == 0 and array.dtype.kind == "f":  # np.asarray([[]]) is float
-            array = array.astype(np.int64)
-        else:
-            raise ValueError(f"{name} must hold integers, found dtype {array.dtype}")
-    if array.shape != shape:
-        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
-    return array.astype(np.int64, copy=False)
-
-
-def _int_matrix(name: str, value: Any, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A [batch, seq] integer array (of `shape` if given) with batch, seq >= 1."""
-    try:
-        array = np.asarray(value)
-    except ValueError:
-        raise ValueError(f"{name} rows have different lengths; pad them to one length") from None
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [batch, seq], found shape {array.shape}")
-    if shape is None and 0 in array.shape:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
-    return _int_array(name, array, shape or array.shape)
-
-
-def _check_range(name: str, values: np.ndarray, size: int, size_name: str) -> None:
-    """Raise a ValueError naming the first value outside [0, size)."""
-    bad = (values < 0) | (values >= size)
-    if bad.any():
-        first = values[bad][0]
-        raise ValueError(f"{name} holds {first}, outside [0, {size}) ({size_name}={size})")

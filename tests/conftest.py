@@ -202,9 +202,9 @@ def our_forward(model, inputs: dict, path: str) -> tuple:
     "fast").
 
     "plain": model.py's reference forward, with every hidden state and attention map; "fast":
-    fast.py's forward (the last hidden state only), which the model may decline (a causal model
-    runs the plain forward). Every encoder parity test calls our forward through here, so how a
-    path is asked for lives in this one place.
+    fast.py's forward (the last hidden state only), which the model declines for a causal model
+    with padding before a real token (see `expected_path`). Every encoder parity test calls our
+    forward through here, so how a path is asked for lives in this one place.
     """
     from flaubert_np import fast
 
@@ -225,6 +225,20 @@ def our_forward(model, inputs: dict, path: str) -> tuple:
     finally:
         fast.forward = forward
     return out, "fast" if calls else "plain"
+
+
+def expected_path(model, inputs: dict) -> str:
+    """The path the model should take when asked for "fast": fast.py computes no padded token,
+    so it runs a causal model only when each row's padding comes after its real tokens (the
+    padded keys a causal row attends before a real token would be missing)."""
+    from flaubert_np.inputs import check_inputs
+
+    checked = check_inputs(
+        model.config, **inputs, has_lang_embeddings=model.params.lang_embeddings is not None
+    )
+    real = checked.mask != 0
+    padding_last = np.array_equal(real, np.arange(real.shape[1]) < real.sum(axis=1)[:, None])
+    return "fast" if padding_last or not model.config.causal else "plain"
 
 
 def max_diffs(ours, ref_hidden, ref_attentions) -> tuple[float, float]:

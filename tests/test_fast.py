@@ -7,17 +7,21 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from conftest import CONFIGS, TOL, load_both, make_cases, our_forward
+from conftest import CONFIGS, TOL, load_both, make_cases
 
-from flaubert_np import fast, layers
+from flaubert_np import blas, fast, layers
 from flaubert_np.config import FlaubertConfig
+from flaubert_np.inputs import check_inputs
+from flaubert_np.params import LayerNorm
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
+oracle = pytest.mark.oracle
 RNG = np.random.default_rng(0)
 
 
+@oracle
 def test_bias_gelu_matches_the_plain_gelu():
+    import torch
+
     # every regime: 0, tiny, the body, the tails where erfc underflows, and huge values
     x = np.concatenate([
         np.linspace(-12, 12, 200_001), [0.0, -0.0, 1e-30, -1e-30, 1e-8, -40, 40, -3e38, 3e38],
@@ -61,12 +65,14 @@ def test_layer_norm_in_place_matches_the_plain_one():
     b = RNG.standard_normal(36).astype(np.float32)
     for eps in (1e-12, 1e-5):
         got = x.copy()
-        fast.layer_norm_(got, w, b, eps)
-        assert np.abs(got - layers.layer_norm(x, w, b, eps)).max() <= 1e-5
+        fast.layer_norm_(got, LayerNorm(w, b), eps)
+        assert np.abs(got - layers.layer_norm(x, LayerNorm(w, b), eps)).max() <= 1e-5
 
 
-def test_attention_of_equal_length_sentences_matches_the_masked_plain_one():
-    """Packed sentences, consecutive or not, against the plain batched attention with padding."""
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_of_equal_length_sentences_matches_the_masked_plain_one(causal):
+    """Packed sentences, consecutive or not, against the plain batched attention with padding
+    (and the causal triangle)."""
     dim, heads, length = 36, 3, 5
     lengths = [5, 3, 5, 5, 2]  # the 5-token sentences are not all consecutive
     n = sum(lengths)
@@ -74,27 +80,34 @@ def test_attention_of_equal_length_sentences_matches_the_masked_plain_one():
     starts = np.cumsum(lengths) - lengths
     for chosen in ([0], [2, 3], [0, 2, 3]):
         context = np.full((n, dim), np.nan, np.float32)
-        fast.attention_(qkv, context, starts[chosen], length, heads)
+        fast.attention_(qkv, context, starts[chosen], length, heads, causal)
+        keep = np.tri(length, dtype=bool) if causal else np.ones((length, length), bool)
         for i in chosen:
             rows = slice(starts[i], starts[i] + length)
             q, k, v = (layers.split_heads(t[None], heads) for t in np.split(qkv[rows], 3, -1))
-            weights = layers.softmax(q @ k.transpose(0, 1, 3, 2))
+            weights = layers.masked_softmax(q @ k.transpose(0, 1, 3, 2), keep)
             expected = layers.merge_heads(weights @ v)[0]
             assert np.abs(context[rows] - expected).max() <= 1e-6
         written = np.concatenate([np.arange(starts[i], starts[i] + length) for i in chosen])
         assert np.isnan(np.delete(context, written, axis=0)).all()  # nothing else touched
 
 
+@oracle
+@pytest.mark.usefixtures("torch_single_thread")
 @pytest.mark.parametrize("case", list(make_cases(FlaubertConfig(n_words=10))))
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_fast_forward_matches_plain_and_transformers(flaubert_checkpoint, name, case):
+def test_fast_forward_matches_reference_and_transformers(flaubert_checkpoint, name, case):
+    """Every configuration (a causal one too: its cases pad only after the real tokens)."""
+    import torch
+
     ours, ref = load_both(flaubert_checkpoint(**CONFIGS[name]))
     inputs = make_cases(ours.config)[case]
-    out, ran = our_forward(ours, inputs, "fast")
-    # fast.py has no causal mask: the causal model falls back to the plain forward (asserted).
-    assert ran == ("plain" if ours.config.causal else "fast")
-    got = out.last_hidden_state
-    plain = our_forward(ours, inputs, "plain")[0].last_hidden_state
+    checked = check_inputs(ours.config, **inputs,
+                           has_lang_embeddings=ours.params.lang_embeddings is not None)  # fmt: skip
+    assert fast.supports(ours.config, checked)
+    got = fast.forward(ours.params, ours.config, checked)
+    assert np.array_equal(got, ours(**inputs).last_hidden_state)  # what the model runs
+    plain = ours(**inputs, reference=True).last_hidden_state
     with torch.no_grad():
         expected = ref(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state
     assert got.dtype == np.float32 and got.shape == plain.shape
@@ -102,9 +115,10 @@ def test_fast_forward_matches_plain_and_transformers(flaubert_checkpoint, name, 
     assert np.abs(got - expected.numpy()).max() <= TOL
 
 
+@oracle
 def test_fast_forward_on_mixed_lengths_in_small_blocks(flaubert_checkpoint, monkeypatch):
     """Sentences of many lengths in an unsorted batch, attention_mask with holes, GELU and FFN
-    in several blocks (the last ones partial): the same numbers as the plain forward."""
+    in several blocks (the last ones partial): the same numbers as the reference forward."""
     monkeypatch.setattr(fast, "GELU_ROWS", 3)
     monkeypatch.setattr(fast, "FFN_ROWS", 7)
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
@@ -114,89 +128,104 @@ def test_fast_forward_on_mixed_lengths_in_small_blocks(flaubert_checkpoint, monk
     mask = (np.arange(17) < lengths[:, None]).astype(np.int64)
     mask[0, 2] = mask[5, 0] = 0  # holes: a token in the middle, the first token
     got = ours(ids, attention_mask=mask).last_hidden_state
-    ours.fast = False
-    try:
-        plain = ours(ids, attention_mask=mask).last_hidden_state
-    finally:
-        ours.fast = True
+    plain = ours(ids, attention_mask=mask, reference=True).last_hidden_state
     assert np.abs(got - plain).max() <= TOL
     assert np.all(got[mask == 0] == 0)
 
 
+@oracle
+def test_a_batch_without_any_real_token(flaubert_checkpoint):
+    ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
+    ids = np.full((3, 5), ours.config.pad_index)
+    checked = check_inputs(ours.config, ids)
+    assert fast.split(checked.mask.sum(axis=1).astype(int)) == []
+    got = fast.forward(ours.params, ours.config, checked)
+    assert got.shape == (3, 5, 36) and got.dtype == np.float32 and not got.any()
+    assert np.array_equal(got, ours(ids, reference=True).last_hidden_state)
+
+
+@oracle
 def test_which_forward_runs(flaubert_checkpoint, monkeypatch):
     calls = []
     monkeypatch.setattr(fast, "forward", lambda *args: calls.append(1) or _fail())
     ours, _ = load_both(flaubert_checkpoint())
     with pytest.raises(AssertionError, match="fast path taken"):
         ours([[5, 6, 7]])
-    ours([[5, 6, 7]], output_hidden_states=True)  # plain
-    ours([[5, 6, 7]], output_attentions=True)  # plain
+    ours([[5, 6, 7]], output_hidden_states=True)  # reference
+    ours([[5, 6, 7]], output_attentions=True)  # reference
+    ours([[5, 6, 7]], trace={})  # reference
+    ours([[5, 6, 7]], reference=True)  # reference, as asked
     causal, _ = load_both(flaubert_checkpoint(**CONFIGS["causal"]))
-    causal([[5, 6, 7]])  # plain: fast.py has no causal mask
-    ours.fast = False
-    try:
-        ours([[5, 6, 7]])  # plain, as asked
-    finally:
-        ours.fast = True
-    assert len(calls) == 1
+    causal([[5, 6, 7]], attention_mask=[[1, 0, 1]])  # reference: padding before a real token
+    with pytest.raises(AssertionError, match="fast path taken"):
+        causal([[5, 6, 7]], attention_mask=[[1, 1, 0]])  # fast: padding at the end only
+    assert len(calls) == 2
 
 
 def _fail():
     raise AssertionError("fast path taken")
 
 
-@pytest.mark.parametrize("runs", [2, 3, 5])
-def test_split_cuts_whole_sentences_into_balanced_runs(runs):
+def test_split_cuts_whole_sentences_into_balanced_runs(monkeypatch):
     lengths = np.array([9, 0, 4, 7, 7, 1, 12, 3, 0, 5])
-    parts = fast._split(lengths, runs)
-    assert 2 <= len(parts) <= runs
-    rows = np.concatenate([[0], np.cumsum(lengths)])
-    # the runs follow each other, sentences and rows alike, and cover the batch
-    assert parts[0][1].start == 0 and parts[-1][1].stop == len(lengths)
-    for (r1, s1), (r2, s2) in itertools.pairwise(parts):
-        assert s1.stop == s2.start and r1.stop == r2.start
-    for r, s in parts:
-        assert (r.start, r.stop) == (rows[s.start], rows[s.stop])
-    # no run is further from an equal share than the longest sentence
-    sizes = [r.stop - r.start for r, _ in parts]
-    assert max(sizes) - rows[-1] / len(parts) <= lengths.max()
+    for run_tokens, wanted in ((1, 8), (7, 4), (10, 4), (20, 2), (1000, 2)):  # 48 tokens
+        monkeypatch.setattr(fast, "RUN_TOKENS", run_tokens)
+        parts = fast.split(lengths)
+        assert 2 <= len(parts) <= wanted  # fewer: two cuts nearest the same boundary
+        rows = np.concatenate([[0], np.cumsum(lengths)])
+        # the runs follow each other, sentences and rows alike, and cover the batch
+        assert parts[0][0].start == 0 and parts[-1][0].stop == rows[-1]
+        for (r1, s1), (r2, s2) in itertools.pairwise(parts):
+            assert s1.stop <= s2.start and r1.stop == r2.start
+        for r, s in parts:
+            assert (r.start, r.stop) == (rows[s.start], rows[s.stop]) and r.stop > r.start
+        # no run is further from an equal share than the longest sentence
+        sizes = [r.stop - r.start for r, _ in parts]
+        assert max(sizes) - rows[-1] / len(parts) <= lengths.max()
 
 
 def test_split_leaves_a_single_sentence_whole():
-    assert fast._split(np.array([12]), 2) == []
-    assert fast._split(np.array([12, 0, 0]), 2) == []  # one real sentence
-    assert len(fast._split(np.array([1, 1]), 2)) == 2
+    assert fast.split(np.array([12])) == [(slice(0, 12), slice(0, 1))]
+    assert fast.split(np.array([0, 12, 0])) == [(slice(0, 12), slice(0, 3))]  # one real
+    assert len(fast.split(np.array([1, 1]))) == 2
+    assert fast.split(np.array([0, 0])) == []
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_fast_forward_in_runs_matches_plain(flaubert_checkpoint, monkeypatch, threads):
-    """Two runs of sentences (side by side on 2 threads, one after the other on 1; one piece
-    with more threads than runs): the plain forward's numbers."""
+@oracle
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_fast_forward_in_runs_matches_reference(flaubert_checkpoint, monkeypatch, threads):
+    """The runs the rule gives, whatever the thread count: the reference forward's numbers."""
+    monkeypatch.setattr(fast, "RUN_TOKENS", 20)
     monkeypatch.setattr(fast.blas, "threads", lambda: threads)
     runs = []
     encode_packed = fast.encode_packed
     monkeypatch.setattr(fast, "encode_packed",
-                        lambda model, x, lengths: runs.append(len(lengths))
-                        or encode_packed(model, x, lengths))  # fmt: skip
+                        lambda params, config, x, lengths, *args: runs.append(len(lengths))
+                        or encode_packed(params, config, x, lengths, *args))  # fmt: skip
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
     ids, mask = _mixed_batch(ours.config.n_words)
     got = ours(ids, attention_mask=mask).last_hidden_state
-    plain = ours(ids, attention_mask=mask, output_hidden_states=True).last_hidden_state
+    plain = ours(ids, attention_mask=mask, reference=True).last_hidden_state
     assert np.abs(got - plain).max() <= TOL
     assert np.all(got[mask == 0] == 0)
-    expected_runs = [s.stop - s.start for _, s in fast._split(mask.sum(axis=1), fast.RUNS)]
-    assert sorted(runs) == sorted(expected_runs if threads <= fast.RUNS else [len(ids)])
+    expected_runs = [s.stop - s.start for _, s in fast.split(mask.sum(axis=1))]
+    assert len(expected_runs) > 2 and sorted(runs) == sorted(expected_runs)
 
 
-def test_fast_forward_gives_the_same_bits_on_one_thread_or_two(flaubert_checkpoint,
-                                                              monkeypatch):
-    ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
+@oracle
+def test_fast_forward_gives_the_same_bits_whatever_the_thread_count(flaubert_checkpoint,
+                                                                    monkeypatch):
+    """A batch in runs, and one sentence in column blocks, on 1 to 4 threads."""
+    ours, _ = load_both(flaubert_checkpoint(**CONFIGS["base_dims"]))
     ids, mask = _mixed_batch(ours.config.n_words)
     results = []
-    for threads in (1, 2):
+    for threads in (1, 2, 3, 4):
         monkeypatch.setattr(fast.blas, "threads", lambda threads=threads: threads)
-        results.append(ours(ids, attention_mask=mask).last_hidden_state)
-    assert np.array_equal(*results)
+        results.append((ours(ids, attention_mask=mask).last_hidden_state,
+                        ours(ids[:1]).last_hidden_state))  # fmt: skip
+    for batch, sentence in results[1:]:
+        assert np.array_equal(batch, results[0][0])
+        assert np.array_equal(sentence, results[0][1])
 
 
 def _mixed_batch(n_words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,23 +235,25 @@ def _mixed_batch(n_words: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, (np.arange(17) < lengths[:, None]).astype(np.int64)
 
 
+@oracle
 def test_forwards_from_several_threads_at_once(flaubert_checkpoint, monkeypatch):
-    """A threaded server: four callers share the pool and OpenBLAS's thread count, and each gets
+    """A threaded server: four callers share the pool and BLAS's thread count, and each gets
     the numbers it would get alone."""
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(fast.blas, "threads", lambda: 2)
+    monkeypatch.setattr(fast, "RUN_TOKENS", 20)
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
     ids, mask = _mixed_batch(ours.config.n_words)
     batches = [(np.roll(ids, k, axis=0), np.roll(mask, k, axis=0)) for k in range(8)]
+    batches += [(ids[k : k + 1], mask[k : k + 1]) for k in range(4)]  # single sentences
     alone = [ours(i, attention_mask=m).last_hidden_state for i, m in batches]
-    threads_before = fast.blas._openblas()[0]()
+    threads_before = blas.threads()
     with ThreadPoolExecutor(4) as callers:
         together = list(callers.map(lambda b: ours(b[0], attention_mask=b[1]).last_hidden_state,
                                     batches))  # fmt: skip
     for a, t in zip(alone, together, strict=True):
         assert np.array_equal(a, t)
-    assert fast.blas._openblas()[0]() == threads_before  # every section closed
+    assert blas.threads() == threads_before  # every section closed
 
 
 @pytest.mark.parametrize("rows", [1, 5, fast.FEW_ROWS, fast.FEW_ROWS + 1, 70])
@@ -236,3 +267,29 @@ def test_matmul_either_way_round_is_the_product(rows):
     expected = x.astype(np.float64) @ torch_layout.T.astype(np.float64)
     assert np.abs(out - expected).max() <= 1e-5
     assert np.isnan(buffer[:, :10]).all() and np.isnan(buffer[:, 58:]).all()
+
+
+@pytest.mark.parametrize("rows", [3, 70])
+def test_products_in_column_blocks_are_the_product(rows, monkeypatch):
+    """Cut into 2 or 3 blocks, on a pool or not: the same bits either way, and the product."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(fast, "SPLIT_PRODUCTS", 0)
+    calls = []
+    matmul_ = fast.matmul_
+    monkeypatch.setattr(fast, "matmul_", lambda x, w, out: calls.append(1) or matmul_(x, w, out))
+
+    weight = RNG.standard_normal((40, 50)).astype(np.float32)  # [in, out]
+    x = RNG.standard_normal((rows, 40)).astype(np.float32)
+    expected = x.astype(np.float64) @ weight.astype(np.float64)
+    with ThreadPoolExecutor(2) as pool:
+        for blocks in (2, 3):
+            outs = [np.full((rows, 50), np.nan, np.float32) for _ in range(2)]
+            fast._blocked_matmul(x, weight, outs[0], blocks, None)
+            fast._blocked_matmul(x, weight, outs[1], blocks, pool)
+            assert np.array_equal(outs[0], outs[1])
+            assert np.abs(outs[0] - expected).max() <= 1e-5
+    assert len(calls) == 2 * (2 + 3)
+    monkeypatch.setattr(fast, "SPLIT_PRODUCTS", rows * weight.size + 1)  # too small to cut
+    fast._blocked_matmul(x, weight, outs[0], 2, None)
+    assert len(calls) == 2 * (2 + 3) + 1

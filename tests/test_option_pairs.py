@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import TOL, load_both, load_tool, max_diffs, our_forward
+from conftest import TOL, expected_path, load_both, load_tool, max_diffs, our_forward
 
 option_pairs = load_tool("option_pairs")
 CASES = option_pairs.cases()
@@ -71,9 +71,7 @@ def test_plain_and_fast_forward_match_transformers(flaubert_checkpoint, name, ba
     assert hidden <= TOL and attn <= TOL, (hidden, attn)
 
     fast, ran = our_forward(ours, inputs, "fast")
-    # fast.py has no causal mask: a causal model falls back to the plain forward, so for those
-    # cases this comparison is plain against transformers again, and says so.
-    assert ran == ("plain" if case["causal"] else "fast")
+    assert ran == expected_path(ours, inputs)
     assert fast.last_hidden_state.dtype == np.float32
     assert np.abs(fast.last_hidden_state - plain.last_hidden_state).max() <= TOL
     assert np.abs(fast.last_hidden_state - expected_hidden[-1]).max() <= TOL

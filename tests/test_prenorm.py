@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TOL, load_tool, max_diffs, our_forward, prenorm_cases
+from conftest import TOL, expected_path, load_tool, max_diffs, our_forward, prenorm_cases
 
 option_pairs = load_tool("option_pairs")
 tool = load_tool("goldens_prenorm_tf4")
@@ -55,8 +55,7 @@ def test_plain_and_fast_forward_match_transformers_4(prenorm_goldens, case, batc
     assert hidden <= TOL and attn <= TOL, (hidden, attn)
 
     fast, ran = our_forward(model, inputs, "fast")
-    # fast.py has no causal mask: a causal model falls back to the plain forward (asserted).
-    assert ran == ("plain" if model.config.causal else "fast")
+    assert ran == expected_path(model, inputs)
     assert np.abs(fast.last_hidden_state - plain.last_hidden_state).max() <= TOL
     assert np.abs(fast.last_hidden_state - expected[-1]).max() <= TOL
 

@@ -5,12 +5,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import load_tool
 
 from flaubert_np import FlaubertModel, fast
 
 ROOT = Path(__file__).parent.parent
 profile_fast = load_tool("profile_fast")
+pytestmark = pytest.mark.oracle  # flaubert_checkpoint: models built by transformers
 
 
 def test_profile_times_every_stage_and_restores_fast(flaubert_checkpoint):

@@ -54,8 +54,8 @@ def test_float32_weights_are_memory_mapped_not_copied(flaubert_checkpoint):
     assert np.array_equal(table, tensors_of(folder)["embeddings.weight"])
     # The model keeps the very same mapped tables.
     model = FlaubertModel.from_pretrained(folder)
-    assert isinstance(model.embeddings, np.memmap)
-    assert isinstance(model.position_embeddings, np.memmap)
+    assert isinstance(model.params.embeddings, np.memmap)
+    assert isinstance(model.params.position_embeddings, np.memmap)
 
 
 def test_bare_names_match_transformers_state_dict(flaubert_checkpoint):

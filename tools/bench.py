@@ -267,12 +267,12 @@ def matmul_only(model, tokens: int, spec: dict) -> dict:
     out = np.empty_like(x)
 
     def products():
-        for layer in model.layers:
-            for weight in (layer.q_lin_weight, layer.k_lin_weight, layer.v_lin_weight,
-                           layer.out_lin_weight):  # fmt: skip
-                matmul_(x, weight, out)
-            matmul_(x, layer.lin1_weight, hidden)
-            matmul_(hidden, layer.lin2_weight, out)
+        for layer in model.params.layers:
+            att = layer.attention
+            for lin in (att.q_lin, att.k_lin, att.v_lin, att.out_lin):
+                matmul_(x, lin.weight, out)
+            matmul_(x, layer.ffn.lin1.weight, hidden)
+            matmul_(hidden, layer.ffn.lin2.weight, out)
 
     products()
     times = time_repeats(products, spec["repeats"], spec["min_seconds"] / 2)

@@ -4,8 +4,8 @@
     python tools/profile_fast.py --model demo --batch 32 --seq 32
     python tools/profile_fast.py --json                   # the figures as JSON
 
-fast.forward computes a batch as two runs of sentences, side by side, each on one core with
-single-threaded OpenBLAS. This tool times one such run: batch sentences of seq tokens (random
+fast.forward cuts a batch into runs of sentences, computed side by side, each on one core with
+single-threaded BLAS. This tool times one such run: batch sentences of seq tokens (random
 hidden states after the embeddings) through fast.encode_packed, OpenBLAS on one thread.
 Timers wrap fast.py's own functions without changing them: the matrix products (every
 np.matmul fast.py's matmul_ calls), attention_ (the per-head products and the softmax), bias_gelu_,
@@ -82,7 +82,7 @@ def profile(model: FlaubertModel, batch: int, seq: int, repeats: int) -> dict:
             for _ in range(repeats + 1):  # the first: warm-up
                 seconds.update(dict.fromkeys(STAGES, 0.0))
                 start = time.perf_counter()
-                fast.encode_packed(model, x0.copy(), lengths)
+                fast.encode_packed(model.params, c, x0.copy(), lengths)
                 total = time.perf_counter() - start
                 timed = sum(seconds[s] for s in STAGES if s != "other")
                 runs.append({**seconds, "other": total - timed, "total": total})
@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.seq > model.config.max_position_embeddings:
         parser.error(f"--seq {args.seq}: this model has max_position_embeddings="
                      f"{model.config.max_position_embeddings}")
-    if blas._openblas() is None:
-        parser.error("NumPy's BLAS is not an OpenBLAS found by flaubert_np.blas: "
-                     "cannot run the products on one thread")
+    if not blas._libraries():
+        parser.error("threadpoolctl finds no BLAS under NumPy: cannot run the products on one "
+                     "thread")
     result = profile(model, args.batch, args.seq, args.repeats)
     print(json.dumps(result, indent=2) if args.json else report(result))
     return 0

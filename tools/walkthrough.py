@@ -3,10 +3,12 @@
     python tools/walkthrough.py           # rewrites docs/walkthrough.md and its attention SVG
     python tools/walkthrough.py --check   # exit 1 (and say so) if they are out of date
 
-Every figure in the document is computed here. The script redoes the forward pass by hand with
-flaubert-np's building blocks (flaubert_np/layers.py) on the raw weights, then checks that its
-result equals FlaubertModel's output and SentenceEncoder.encode's embedding: the walkthrough
-cannot tell a different story than the code without this script failing.
+Every figure in the document is computed here. The script runs the reference forward pass
+(flaubert_np/model.py's `forward`) with every stage recorded, redoes the inside of layer 0 step
+by step with the same building blocks (flaubert_np/layers.py), then checks that the steps land
+on the recorded stages and that the result equals FlaubertModel's (fast) output and
+SentenceEncoder.encode's embedding: the walkthrough cannot tell a different story than the
+code without this script failing.
 tests/test_walkthrough.py regenerates the document in memory and compares it with the file.
 NumPy only: no torch, no network.
 """
@@ -51,7 +53,7 @@ def shape(a: np.ndarray) -> str:
 
 def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     """The walkthrough's markdown and its attention SVG, computed from scratch."""
-    from flaubert_np.hub import resolve_model_dir
+    from flaubert_np.inputs import check_inputs
     from flaubert_np.layers import (
         gelu,
         layer_norm,
@@ -61,23 +63,14 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
         relu,
         split_heads,
     )
-    from flaubert_np.modules import transformer_dir
+    from flaubert_np.model import attention_keep, embed, forward
     from flaubert_np.moses import moses_words
     from flaubert_np.sentence import SentenceEncoder
     from flaubert_np.similarity import cos_sim
     from flaubert_np.svg import attention_grid_svg, token_labels
-    from flaubert_np.weights import load_weights
 
     encoder = SentenceEncoder.from_pretrained(model)
-    tok, cfg = encoder.tokenizer, encoder.model.config
-    w = load_weights(transformer_dir(resolve_model_dir(model)), cfg)  # torch layout: [out, in]
-
-    def lin(x: np.ndarray, name: str) -> np.ndarray:
-        # torch.nn.Linear stores [out, in]; layers.linear wants [in, out]
-        return linear(x, w[f"{name}.weight"].T, w[f"{name}.bias"])
-
-    def norm(x: np.ndarray, name: str) -> np.ndarray:
-        return layer_norm(x, w[f"{name}.weight"], w[f"{name}.bias"], cfg.layer_norm_eps)
+    tok, cfg, params = encoder.tokenizer, encoder.model.config, encoder.model.params
 
     # -- text -> ids --------------------------------------------------------------------------
     words = moses_words(sentence, tok.do_lowercase)
@@ -87,53 +80,48 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     tokens = tok.convert_ids_to_tokens(ids[0].tolist())
     seq = ids.shape[1]
     dim, heads, head_dim = cfg.emb_dim, cfg.n_heads, cfg.emb_dim // cfg.n_heads
+    inputs = check_inputs(cfg, ids, mask, token_type_ids=features.get("token_type_ids"))
 
-    # -- embeddings ---------------------------------------------------------------------------
-    word_emb = w["embeddings.weight"][ids]  # [1, seq, dim]
-    pos_emb = w["position_embeddings.weight"][np.arange(seq)][None]  # [1, seq, dim]
-    x = word_emb + pos_emb
-    if "token_type_ids" in features:  # models saved with transformers 4 (see sentence.py)
-        x = x + w["embeddings.weight"][features["token_type_ids"]]
-    emb_sum = x
-    x = norm(x, "layer_norm_emb") * mask[..., None]
-    embeddings = x
-    keep = (mask != 0)[:, None, None, :]  # [1, 1, 1, seq]: every query may see every real key
-
-    # -- the layers ---------------------------------------------------------------------------
-    activation = gelu if cfg.gelu_activation else relu
-    steps: dict[str, np.ndarray] = {}
-    per_layer = []
-    for i in range(cfg.n_layers):
-        a, f = f"attentions.{i}", f"ffns.{i}"
-        q, k, v = (lin(x, f"{a}.{n}") for n in ("q_lin", "k_lin", "v_lin"))  # [1, seq, dim]
-        qh, kh, vh = (split_heads(t, heads) for t in (q, k, v))  # [1, heads, seq, head_dim]
-        scores = (qh / np.float32(math.sqrt(head_dim))) @ kh.transpose(0, 1, 3, 2)
-        weights = masked_softmax(scores, keep)  # [1, heads, seq, seq]
-        context = merge_heads(weights @ vh)  # [1, seq, dim]
-        attn = lin(context, f"{a}.out_lin")
-        x1 = norm(x + attn, f"layer_norm1.{i}")
-        hidden = lin(x1, f"{f}.lin1")  # [1, seq, 4 * dim]
-        act = activation(hidden)
-        ffn_out = lin(act, f"{f}.lin2")
-        x2 = norm(x1 + ffn_out, f"layer_norm2.{i}") * mask[..., None]
-        if i == 0:
-            steps = dict(q=q, k=k, v=v, qh=qh, scores=scores, weights=weights, context=context,
-                         attn=attn, x1=x1, hidden=hidden, act=act, ffn=ffn_out, x2=x2)  # fmt: skip
-        per_layer.append((x2, weights))
-        x = x2
-    last = x
-
-    # -- the checks: this hand-made pass is the model's --------------------------------------
-    inputs = dict(attention_mask=mask, token_type_ids=features.get("token_type_ids"))
-    out = encoder.model(ids, **inputs)
-    np.testing.assert_allclose(last, out.last_hidden_state, rtol=0, atol=1e-5)
+    # -- the reference forward pass: every stage by name --------------------------------------
     trace: dict[str, np.ndarray] = {}
-    encoder.model(ids, **inputs, trace=trace)
-    traced = {"embeddings": embeddings, "layer.0.attention": steps["attn"],
-              "layer.0.layer_norm1": steps["x1"], "layer.0.ffn": steps["ffn"]}  # fmt: skip
-    traced |= {f"layer.{i}.layer_norm2": h for i, (h, _) in enumerate(per_layer)}
-    for name, value in traced.items():
-        np.testing.assert_allclose(value, trace[name], rtol=0, atol=1e-5, err_msg=name)
+    out = forward(params, cfg, inputs, output_attentions=True, trace=trace)
+    hidden_states, attentions = out.hidden_states or (), out.attentions or ()
+    per_layer = list(zip(hidden_states[1:], attentions, strict=True))
+    last = out.last_hidden_state
+
+    # -- embeddings, step by step: embed's sum, then its layer norm -----------------------------
+    word_emb = params.embeddings[ids]  # [1, seq, dim]
+    pos_emb = params.position_embeddings[inputs.positions]  # [1, seq, dim]
+    emb_sum = word_emb + pos_emb
+    if inputs.token_type_ids is not None:  # models saved with transformers 4 (see sentence.py)
+        emb_sum = emb_sum + params.embeddings[inputs.token_type_ids]
+    assert np.array_equal(layer_norm(emb_sum, params.layer_norm_emb, cfg.layer_norm_eps),
+                          embed(params, inputs, cfg.layer_norm_eps))  # fmt: skip
+    embeddings = hidden_states[0]
+
+    # -- layer 0, step by step: the inside of layers.attention and layers.ffn -------------------
+    layer = params.layers[0]
+    x = embeddings
+    q, k, v = (linear(x, lin) for lin in (layer.attention.q_lin, layer.attention.k_lin,
+                                          layer.attention.v_lin))  # [1, seq, dim] fmt: skip
+    qh, kh, vh = (split_heads(t, heads) for t in (q, k, v))  # [1, heads, seq, head_dim]
+    scores = (qh / np.float32(math.sqrt(head_dim))) @ kh.transpose(0, 1, 3, 2)
+    weights = masked_softmax(scores, attention_keep(inputs.mask, cfg.causal))  # [1, heads, s, s]
+    context = merge_heads(weights @ vh)  # [1, seq, dim]
+    hidden = linear(trace["layer.0.layer_norm1"], layer.ffn.lin1)  # [1, seq, 4 * dim]
+    act = (gelu if cfg.gelu_activation else relu)(hidden)
+    steps = dict(q=q, k=k, v=v, qh=qh, scores=scores, weights=weights, context=context,
+                 attn=trace["layer.0.attention"], x1=trace["layer.0.layer_norm1"], hidden=hidden,
+                 act=act, ffn=trace["layer.0.ffn"], x2=hidden_states[1])  # fmt: skip
+
+    # -- the checks: these steps are the reference's, which is the model's ---------------------
+    np.testing.assert_allclose(weights, attentions[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(linear(context, layer.attention.out_lin), steps["attn"],
+                               rtol=0, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(linear(act, layer.ffn.lin2), steps["ffn"], rtol=0, atol=1e-5)
+    model_inputs = dict(attention_mask=mask, token_type_ids=features.get("token_type_ids"))
+    fast_out = encoder.model(ids, **model_inputs)
+    np.testing.assert_allclose(last, fast_out.last_hidden_state, rtol=0, atol=1e-5)
     modes = encoder.pooling.pooling_modes
     if tuple(modes) != ("mean",):
         raise SystemExit(f"the walkthrough explains mean pooling; {model} pools with {modes}")
@@ -171,8 +159,9 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
         "This page follows one sentence through flaubert-np's FlauBERT encoder and mean pooling, "
         "with the shape of every array and real numbers from the small demo model shipped with "
         f"the package (`{model}`). Every figure below is produced by "
-        "[`tools/walkthrough.py`](../tools/walkthrough.py), which redoes the forward pass by hand "
-        "with the functions linked at each step and checks that it lands on exactly what "
+        "[`tools/walkthrough.py`](../tools/walkthrough.py), which runs the reference forward pass "
+        "and redoes its steps with the functions linked at each one, and checks that they land on "
+        "exactly what "
         "`FlaubertModel` and `SentenceEncoder.encode` return; a test fails when this page "
         "is out of date. Vectors show their first 4 values, rounded to 4 decimals.\n"
     )
@@ -227,9 +216,9 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     add("## 3. Embeddings\n")
     add(
         f"Each id selects a row of the word embedding table `embeddings.weight` "
-        f"{shape(w['embeddings.weight'])}, and each position a row of "
-        f"`position_embeddings.weight` {shape(w['position_embeddings.weight'])}; the two are "
-        f"added ({link('FlaubertModel.__call__', MODEL_PY)}). Shape {shape(word_emb)}: "
+        f"{shape(params.embeddings)}, and each position a row of "
+        f"`position_embeddings.weight` {shape(params.position_embeddings)}; the two are "
+        f"added ({link('embed', MODEL_PY)}). Shape {shape(word_emb)}: "
         "[batch, seq, dim].\n"
     )
     add(f"- word embedding of {word}: {vec(word_emb[0, focus])}")
@@ -253,7 +242,8 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     add(
         f"Each of the {cfg.n_layers} layers is self-attention then a feed-forward network, "
         "each followed by a residual sum and a layer norm "
-        f"({link('Layer.__call__', MODEL_PY)}).\n"
+        f"({link('transformer_layer', MODEL_PY)}, which the reference pass, "
+        f"{link('forward', MODEL_PY)}, calls for every layer).\n"
     )
     add("### 4.1 Self-attention\n")
     add(
