@@ -3,14 +3,21 @@
 The parity oracles (torch, transformers, sentence-transformers) are imported plainly by the tests
 that need them: a missing oracle is an error, never a skip. A skipped test proves nothing, so the
 session fails when any test was skipped (see pytest_sessionfinish below).
+
+Every test that needs an oracle is marked `oracle` (pyproject.toml), so that the fast lane,
+`pytest -m "not oracle"`, runs without them installed. A module marked as a whole
+(`pytestmark = pytest.mark.oracle`) may import an oracle at the top: the fast lane does not import
+it at all (pytest_ignore_collect below). Every other module imports oracles inside its tests.
 """
 
+import ast
 import csv
 import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _pytest.mark.expression import Expression
 
 DATA = Path(__file__).parent / "data"
 STSB = DATA / "stsb-fr"
@@ -46,6 +53,27 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"FAILED: {len(_skipped)} test(s) skipped; this suite allows no skips.", red=True
         )
+
+
+def marked_oracle_as_a_whole(module: Path) -> bool:
+    """Whether a test module says `pytestmark = pytest.mark.oracle` (alone or in a list)."""
+    for node in ast.parse(module.read_bytes()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            return "pytest.mark.oracle" in ast.unparse(node.value)
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config):
+    """Leave a module marked oracle as a whole unimported when `-m` deselects oracle tests:
+    importing it would need the oracles that the fast lane runs without."""
+    markexpr = config.getoption("markexpr")
+    if not markexpr or collection_path.suffix != ".py" or collection_path.name == "conftest.py":
+        return None
+    if Expression.compile(markexpr).evaluate(lambda name, **kwargs: name == "oracle"):
+        return None
+    return True if marked_oracle_as_a_whole(collection_path) else None
 
 
 # ------------------------------------------------------------------------------------------------

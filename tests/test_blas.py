@@ -70,6 +70,7 @@ def _forward_after_fork(model_dir, queue):
     queue.put(model(ids).last_hidden_state)
 
 
+@pytest.mark.oracle
 def test_a_forked_child_gets_threads_of_its_own(flaubert_checkpoint, monkeypatch):
     """The pool's threads do not survive a fork: a child that inherited the pool must not wait
     forever on them."""

@@ -37,6 +37,7 @@ def test_the_function_lives_without_dask():
     assert EmbeddingFunction.__module__ == "flaubert_np.embedding_function"
 
 
+@pytest.mark.oracle
 def test_pickles_as_location_and_options(model_dir, sentences):
     fn = EmbeddingFunction(model_dir, batch_size=8, normalize_embeddings=True)
     before = pickle.dumps(fn)
@@ -48,6 +49,7 @@ def test_pickles_as_location_and_options(model_dir, sentences):
     assert copy.encoder is fn.encoder  # one encoder per process, shared by every copy
 
 
+@pytest.mark.oracle
 def test_matches_sentence_encoder(model_dir, sentences):
     fn = EmbeddingFunction(model_dir, batch_size=8, normalize_embeddings=True)
     want = SentenceEncoder.from_pretrained(model_dir).encode(
@@ -85,6 +87,7 @@ def test_rejects_bad_options(bad):
         EmbeddingFunction(**bad)
 
 
+@pytest.mark.oracle
 def test_local_cluster_matches_single_process(model_dir, sentences):
     fn = EmbeddingFunction(model_dir, batch_size=8)
     bag = dask.bag.from_sequence(sentences, npartitions=4)
@@ -112,6 +115,7 @@ def test_local_cluster_matches_single_process(model_dir, sentences):
     np.testing.assert_array_equal(got_df, want_df)
 
 
+@pytest.mark.oracle
 def test_embed_dataframe_names_a_missing_column(model_dir):
     ddf = dask.dataframe.from_pandas(pd.DataFrame({"text": ["a"]}), npartitions=1)
     with pytest.raises(KeyError, match="no column 'phrase'"):

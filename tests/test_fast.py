@@ -13,7 +13,7 @@ from conftest import CONFIGS, TOL, load_both, make_cases, our_forward
 from flaubert_np import fast, layers
 from flaubert_np.config import FlaubertConfig
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
+pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("torch_single_thread")]
 RNG = np.random.default_rng(0)
 
 

@@ -3,11 +3,14 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from transformers import FlaubertConfig
 from transformers.models.flaubert import modeling_flaubert
 
 from flaubert_np import layers
+
+pytestmark = pytest.mark.oracle
 
 RNG = np.random.default_rng(0)
 

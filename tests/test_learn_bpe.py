@@ -85,6 +85,7 @@ def test_same_input_same_files(sentences, tmp_path):
     assert any(c.isupper() for token in vocab for c in token)  # cased keeps capitals
 
 
+@pytest.mark.oracle
 def test_learned_vocabulary_covers_its_corpus(sentences, tmp_path):
     """transformers loads the files; the sentences learned from need no <unk>."""
     import transformers

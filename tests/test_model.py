@@ -17,7 +17,7 @@ from conftest import CONFIGS, TOL, load_both, make_cases, max_diffs, our_forward
 from flaubert_np.config import FlaubertConfig
 
 # Tiny models on two busy cores: one torch thread is faster, and changes no number that matters.
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
+pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("torch_single_thread")]
 
 
 @pytest.mark.parametrize("case", list(make_cases(FlaubertConfig(n_words=10))))
