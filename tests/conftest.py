@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from _pytest.mark.expression import Expression
 
+from learn_bpe import learn_bpe  # tools/ is on sys.path (pyproject.toml: pythonpath)
+
 DATA = Path(__file__).parent / "data"
 STSB = DATA / "stsb-fr"
 
@@ -91,11 +93,6 @@ TINY_FLAUBERT = {
 }
 
 
-def randomize_flaubert(model, seed: int = 0) -> None:
-    """Random, well-scaled weights for a transformers FlauBERT model (tools/random_weights.py)."""
-    load_tool("random_weights").randomize_flaubert(model, seed)
-
-
 @pytest.fixture(scope="session")
 def flaubert_checkpoint(tmp_path_factory):
     """Factory: a folder with config.json + safetensors weights written by transformers.
@@ -109,6 +106,8 @@ def flaubert_checkpoint(tmp_path_factory):
     """
     import torch
     import transformers
+
+    from random_weights import randomize_flaubert  # tools/random_weights.py (imports torch)
 
     built: dict = {}
 
@@ -303,26 +302,8 @@ def prenorm_goldens(tmp_path_factory):
 # files (vocab.json, merges.txt, tokenizer_config.json) are exactly what transformers writes.
 # ------------------------------------------------------------------------------------------------
 
-TOOLS = Path(__file__).parent.parent / "tools"
 TOKENIZER_MERGES = 5000  # "several thousand merges": words are split into a few pieces each
 TOKENIZER_MAX_LENGTH = 512  # FlauBERT's model_max_length on the Hub
-
-
-def load_tool(name: str):
-    """Import tools/<name>.py (tools/ is not a package) and return the module."""
-    import importlib.util
-    import sys
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before running it: dataclasses look their module up there
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
 
 
 def save_flaubert_tokenizer(vocab_dir: Path, out_dir: Path, do_lowercase: bool, **kwargs) -> Path:
@@ -386,9 +367,8 @@ EDGE_TEXTS = {
 def bpe_vocab_dirs(tmp_path_factory, stsb_sentences) -> dict[str, Path]:
     """{"uncased": Path, "cased": Path}: vocab.json + merges.txt, 5,000 merges learned from the STS
     sentences (lower-cased or not) by tools/learn_bpe.py; no oracle needed."""
-    learn_bpe = load_tool("learn_bpe")
     return {
-        name: learn_bpe.learn_bpe(
+        name: learn_bpe(
             stsb_sentences, TOKENIZER_MERGES, tmp_path_factory.mktemp(f"bpe-{name}"), lowercase
         )
         for name, lowercase in (("uncased", True), ("cased", False))

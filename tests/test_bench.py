@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_tool
+
+import bench
 
 ROOT = Path(__file__).parent.parent
 BUDGET_S = 180  # the run takes ~30 s on a quiet 2-core machine; this only stops a hang
-
-bench = load_tool("bench")
 
 
 @pytest.mark.oracle  # the bench builds its model with transformers, compares with torch

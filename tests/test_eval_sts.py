@@ -4,10 +4,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import STSB, load_tool
+from conftest import STSB
 
-eval_sts = load_tool("eval_sts")
-
+import eval_sts
 
 # Hand-computed cases ------------------------------------------------------------------------------
 

@@ -5,9 +5,9 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
-from conftest import STSB, load_tool
+from conftest import STSB
 
-learn_bpe = load_tool("learn_bpe")
+import learn_bpe
 
 SPECIALS = ["<s>", "</s>", "<pad>", "<unk>", *(f"<special{i}>" for i in range(10))]
 

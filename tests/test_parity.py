@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-from conftest import load_tool
+
+import parity
 
 TOOL = Path(__file__).parent.parent / "tools" / "parity.py"
-parity = load_tool("parity")
 
 N_LAYERS = 2
 SENTENCES = ["Le chat dort sur le canapé.", "Où est passée la clé ?", "L'élève a levé la main."]

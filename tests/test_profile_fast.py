@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_tool
 
+import profile_fast
 from flaubert_np import FlaubertModel, fast
 
 ROOT = Path(__file__).parent.parent
-profile_fast = load_tool("profile_fast")
 
 
 @pytest.mark.oracle

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+from eval_sts import evaluate, read_sts_csv
+from learn_bpe import learn_bpe
 
-from eval_sts import evaluate, read_sts_csv  # noqa: E402
-from learn_bpe import learn_bpe  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TRAIN_CSV = ROOT / "tests" / "data" / "stsb-fr" / "train.csv"
 DEV_CSV = ROOT / "tests" / "data" / "stsb-fr" / "dev.csv"
