@@ -15,7 +15,7 @@ card quotes the dev score measured at the end.
    the dev split (Spearman x 100 of cosine vs gold, as tools/eval_sts.py does).
 
 Deterministic: fixed seed, one torch thread (on a busy 2-core machine, one thread also trained
-this tiny model several times faster than two), torch.use_deterministic_algorithms. Dev-only
+this tiny model faster than two), torch.use_deterministic_algorithms. Dev-only
 dependencies: torch, transformers and sentence-transformers (>= 6: the module paths it imports).
 """
 
