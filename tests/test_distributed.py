@@ -16,12 +16,14 @@ from distributed import Client, LocalCluster
 
 from flaubert_np import embedding_function
 from flaubert_np.distributed import EmbeddingFunction, as_sentences, embed_bag, embed_dataframe
+from flaubert_np.hub import resolve_model_dir
 from flaubert_np.sentence import SentenceEncoder
 
 
 @pytest.fixture(scope="module")
-def model_dir(sentence_model):
-    return str(sentence_model())
+def model_dir():
+    """The embedded demo model's folder: the references here are flaubert-np's own encoder."""
+    return str(resolve_model_dir("demo"))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,6 @@ def test_the_function_lives_without_dask():
     assert EmbeddingFunction.__module__ == "flaubert_np.embedding_function"
 
 
-@pytest.mark.oracle
 def test_pickles_as_location_and_options(model_dir, sentences):
     fn = EmbeddingFunction(model_dir, batch_size=8, normalize_embeddings=True)
     before = pickle.dumps(fn)
@@ -49,7 +50,6 @@ def test_pickles_as_location_and_options(model_dir, sentences):
     assert copy.encoder is fn.encoder  # one encoder per process, shared by every copy
 
 
-@pytest.mark.oracle
 def test_matches_sentence_encoder(model_dir, sentences):
     fn = EmbeddingFunction(model_dir, batch_size=8, normalize_embeddings=True)
     want = SentenceEncoder.from_pretrained(model_dir).encode(
@@ -87,7 +87,6 @@ def test_rejects_bad_options(bad):
         EmbeddingFunction(**bad)
 
 
-@pytest.mark.oracle
 def test_local_cluster_matches_single_process(model_dir, sentences):
     fn = EmbeddingFunction(model_dir, batch_size=8)
     bag = dask.bag.from_sequence(sentences, npartitions=4)
@@ -115,7 +114,6 @@ def test_local_cluster_matches_single_process(model_dir, sentences):
     np.testing.assert_array_equal(got_df, want_df)
 
 
-@pytest.mark.oracle
 def test_embed_dataframe_names_a_missing_column(model_dir):
     ddf = dask.dataframe.from_pandas(pd.DataFrame({"text": ["a"]}), npartitions=1)
     with pytest.raises(KeyError, match="no column 'phrase'"):

@@ -25,8 +25,9 @@ CHUNK = 64
 
 
 @pytest.fixture(scope="module")
-def fn(sentence_model):
-    return EmbeddingFunction(str(sentence_model()), batch_size=8)
+def fn():
+    """The embedded demo model: the reference of every output here is the encoder itself."""
+    return EmbeddingFunction("demo", batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,6 @@ def by_chunks(fn, texts, size=CHUNK):
     return np.concatenate([fn(texts[i : i + size]) for i in range(0, len(texts), size)])
 
 
-@pytest.mark.oracle
 def test_output_is_the_encoder_on_each_chunk(reference, corpus, fn):
     data, embeddings = reference
     texts = corpus.read_text(encoding="utf-8").splitlines()
@@ -97,7 +97,6 @@ def test_valid_lines():
     assert stream.classify(b'{"phrase": "Non.", "id": 12}\n', spec)[:3] == ("Non.", 12, None)
 
 
-@pytest.mark.oracle
 def test_default_rules_keep_blank_texts_in_place(tmp_path, fn):
     lines = ["Une phrase.", "", "Deux.", "   ", "Trois."]
     src = tmp_path / "in.txt"
@@ -108,7 +107,6 @@ def test_default_rules_keep_blank_texts_in_place(tmp_path, fn):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "in.txt"]  # no sidecars
 
 
-@pytest.mark.oracle
 def test_error_rule_names_every_bad_line_before_embedding(tmp_path, fn):
     src = tmp_path / "in.txt"
     src.write_bytes(b"Une phrase.\n\nDeux.\ncaf\xe9\n   \nTrois.\n")
@@ -122,7 +120,6 @@ def test_error_rule_names_every_bad_line_before_embedding(tmp_path, fn):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # nothing written
 
 
-@pytest.mark.oracle
 def test_skip_rule_keeps_ids_aligned(tmp_path, fn, stsb_sentences):
     lines, kept, bad = [], [], []  # kept: (line number, id, text) of the valid lines
     for number, sentence in enumerate(stsb_sentences[:150], start=1):
@@ -151,7 +148,6 @@ def test_skip_rule_keeps_ids_aligned(tmp_path, fn, stsb_sentences):
     np.testing.assert_array_equal(np.load(out), np.concatenate(want))
 
 
-@pytest.mark.oracle
 def test_skip_rule_on_text_input_writes_line_numbers(tmp_path, fn):
     src = tmp_path / "in.txt"
     src.write_text("Un.\n\n \n\nDeux.\nTrois.", encoding="utf-8")  # no final newline
@@ -177,7 +173,6 @@ class Interrupting(EmbeddingFunction):
         return super().__call__(texts)
 
 
-@pytest.mark.oracle
 def test_interrupt_then_resume_gives_the_same_file(tmp_path, corpus, fn, reference):
     out = tmp_path / "emb.npy"
     Interrupting.calls = 0
@@ -195,7 +190,6 @@ def test_interrupt_then_resume_gives_the_same_file(tmp_path, corpus, fn, referen
     assert not work.exists()
 
 
-@pytest.mark.oracle
 def test_the_same_command_with_overwrite_resumes_too(tmp_path, corpus, fn, reference):
     """A command with --overwrite, run again after Ctrl-C, resumes its own work as any other."""
     out = tmp_path / "emb.npy"
@@ -207,7 +201,6 @@ def test_the_same_command_with_overwrite_resumes_too(tmp_path, corpus, fn, refer
     assert summary.resumed_rows == 2 * CHUNK and out.read_bytes() == reference[0]
 
 
-@pytest.mark.oracle
 def test_resume_refuses_other_options_or_input(tmp_path, corpus, fn):
     src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
     src.write_bytes(corpus.read_bytes())
@@ -227,7 +220,6 @@ def test_resume_refuses_other_options_or_input(tmp_path, corpus, fn):
     assert summary.resumed_rows == 0 and summary.rows == 301
 
 
-@pytest.mark.oracle
 def test_existing_output_needs_overwrite(tmp_path, fn):
     src = tmp_path / "in.txt"
     src.write_text("Un.\nDeux.\n", encoding="utf-8")
@@ -240,7 +232,6 @@ def test_existing_output_needs_overwrite(tmp_path, fn):
     np.testing.assert_array_equal(np.load(out), fn(["Un.", "Deux."]))
 
 
-@pytest.mark.oracle
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -261,7 +252,6 @@ def test_bad_arguments_are_named(tmp_path, fn, kwargs, message):
         encode_file(src, out, fn, **kwargs)
 
 
-@pytest.mark.oracle
 def test_all_lines_skipped_is_an_error(tmp_path, fn):
     src = tmp_path / "in.txt"
     src.write_text("\n\n", encoding="utf-8")
@@ -270,14 +260,12 @@ def test_all_lines_skipped_is_an_error(tmp_path, fn):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
-@pytest.mark.oracle
 def test_a_second_run_on_the_same_work_dir_is_refused(tmp_path, corpus, fn):
     out = tmp_path / "emb.npy"
     with stream._locked(tmp_path / "emb.npy.partial"), pytest.raises(StreamError, match="in use"):
         encode_file(corpus, out, fn)
 
 
-@pytest.mark.oracle
 def test_two_workers_give_the_same_file(tmp_path, corpus, fn, reference):
     out = tmp_path / "emb.npy"
     encode_file(corpus, out, fn, chunk_lines=CHUNK, workers=2)
@@ -293,7 +281,6 @@ class Dying(EmbeddingFunction):
         return super().__call__(texts)
 
 
-@pytest.mark.oracle
 def test_a_killed_worker_stops_the_run_which_then_resumes(tmp_path, fn, stsb_sentences):
     lines = [*stsb_sentences[:150], "KILL", *stsb_sentences[150:200]]  # "KILL": chunk 2
     src, out = tmp_path / "corpus.txt", tmp_path / "emb.npy"
@@ -313,7 +300,6 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-@pytest.mark.oracle  # fn: a model saved by transformers
 def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, corpus, fn,
                                                                    monkeypatch):
     terminal = FakeTerminal()
@@ -327,7 +313,6 @@ def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, cor
     assert shown.endswith("\n")  # whatever is printed next starts on a line of its own
 
 
-@pytest.mark.oracle  # fn: a model saved by transformers
 def test_resume_is_announced(tmp_path, corpus, fn, capsys):
     out = tmp_path / "emb.npy"
     Interrupting.calls = 0
@@ -397,7 +382,6 @@ def uninterrupted(tmp_path_factory, fn, stsb_sentences):
     return options, (folder / "full.npy").read_bytes()
 
 
-@pytest.mark.oracle
 @pytest.mark.parametrize(
     "stop_at",
     [("checkpoint.json", 3), ("chunk-000003.npy", 1), ("chunk-000003.json", 1)],
@@ -437,7 +421,6 @@ def test_sigkill_then_rerun_gives_the_same_file(tmp_path, uninterrupted, stop_at
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.npy"]  # the work dir is gone
 
 
-@pytest.mark.oracle
 def test_cli_json_lines_with_ids(tmp_path, fn):
     rows = [{"id": "a", "text": "Un chat dort."}, {"id": 7, "text": ""}, {"text": "Sans id."},
             {"id": "b", "text": "Il pleut."}]
@@ -460,7 +443,6 @@ def test_cli_json_lines_with_ids(tmp_path, fn):
     np.testing.assert_array_equal(np.load(out), fn(["Un chat dort.", "", "Il pleut."]))
 
 
-@pytest.mark.oracle
 def test_cli_stream_options_need_a_file_and_a_npy(tmp_path, fn):
     result = cli("-m", fn.model, "--workers", 2, "Une phrase.")
     assert result.returncode == 2 and result.stdout == ""
