@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _pytest.mark.expression import Expression
+from _pytest.mark.expression import Expression  # how pytest reads -m (no public name)
 
 from learn_bpe import learn_bpe  # tools/ is on sys.path (pyproject.toml: pythonpath)
 
