@@ -9,9 +9,10 @@ then again, until no adjacent pair has a rank:
                      --(aa, a) rank 1-->                aaa b</w>    (no rank for (aaa, b</w>))
 
 transformers rescans the whole word for the best pair after every merge: quadratic in the word's
-length, so one long word without spaces (a 200 KB line) would hold a process for minutes. Here the
-symbols form a linked list and the candidate pairs wait in a heap ordered by (rank, position), so
-each merge costs O(log n) and a word O(n log n), with the same merges in the same order.
+length, which stalls a process on one long word without spaces (a 200 KB line; docs/tokenizer.md
+has the times and their command). Here the symbols form a linked list and the candidate pairs wait
+in a heap ordered by (rank, position), so each merge costs O(log n) and a word O(n log n), with the
+same merges in the same order.
 """
 
 from __future__ import annotations

@@ -3,14 +3,23 @@
 The parity oracles (torch, transformers, sentence-transformers) are imported plainly by the tests
 that need them: a missing oracle is an error, never a skip. A skipped test proves nothing, so the
 session fails when any test was skipped (see pytest_sessionfinish below).
+
+Every test that needs an oracle is marked `oracle` (pyproject.toml), so that the fast lane,
+`pytest -m "not oracle"`, runs without them installed. A module marked as a whole
+(`pytestmark = pytest.mark.oracle`) may import an oracle at the top: the fast lane does not import
+it at all (pytest_ignore_collect below). Every other module imports oracles inside its tests.
 """
 
+import ast
 import csv
 import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _pytest.mark.expression import Expression  # how pytest reads -m (no public name)
+
+from learn_bpe import learn_bpe  # tools/ is on sys.path (pyproject.toml: pythonpath)
 
 DATA = Path(__file__).parent / "data"
 STSB = DATA / "stsb-fr"
@@ -48,6 +57,27 @@ def pytest_terminal_summary(terminalreporter):
         )
 
 
+def marked_oracle_as_a_whole(module: Path) -> bool:
+    """Whether a test module says `pytestmark = pytest.mark.oracle` (alone or in a list)."""
+    for node in ast.parse(module.read_bytes()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            return "pytest.mark.oracle" in ast.unparse(node.value)
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config):
+    """Leave a module marked oracle as a whole unimported when `-m` deselects oracle tests:
+    importing it would need the oracles that the fast lane runs without."""
+    markexpr = config.getoption("markexpr")
+    if not markexpr or collection_path.suffix != ".py" or collection_path.name == "conftest.py":
+        return None
+    if Expression.compile(markexpr).evaluate(lambda name, **kwargs: name == "oracle"):
+        return None
+    return True if marked_oracle_as_a_whole(collection_path) else None
+
+
 # ------------------------------------------------------------------------------------------------
 # Model fixtures (issue 2, the encoder): tiny random FlauBERT checkpoints written by transformers.
 # ------------------------------------------------------------------------------------------------
@@ -63,11 +93,6 @@ TINY_FLAUBERT = {
 }
 
 
-def randomize_flaubert(model, seed: int = 0) -> None:
-    """Random, well-scaled weights for a transformers FlauBERT model (tools/random_weights.py)."""
-    load_tool("random_weights").randomize_flaubert(model, seed)
-
-
 @pytest.fixture(scope="session")
 def flaubert_checkpoint(tmp_path_factory):
     """Factory: a folder with config.json + safetensors weights written by transformers.
@@ -81,6 +106,8 @@ def flaubert_checkpoint(tmp_path_factory):
     """
     import torch
     import transformers
+
+    from random_weights import randomize_flaubert  # tools/random_weights.py (imports torch)
 
     built: dict = {}
 
@@ -289,26 +316,8 @@ def prenorm_goldens(tmp_path_factory):
 # files (vocab.json, merges.txt, tokenizer_config.json) are exactly what transformers writes.
 # ------------------------------------------------------------------------------------------------
 
-TOOLS = Path(__file__).parent.parent / "tools"
 TOKENIZER_MERGES = 5000  # "several thousand merges": words are split into a few pieces each
 TOKENIZER_MAX_LENGTH = 512  # FlauBERT's model_max_length on the Hub
-
-
-def load_tool(name: str):
-    """Import tools/<name>.py (tools/ is not a package) and return the module."""
-    import importlib.util
-    import sys
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before running it: dataclasses look their module up there
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
 
 
 def save_flaubert_tokenizer(vocab_dir: Path, out_dir: Path, do_lowercase: bool, **kwargs) -> Path:
@@ -372,9 +381,8 @@ EDGE_TEXTS = {
 def bpe_vocab_dirs(tmp_path_factory, stsb_sentences) -> dict[str, Path]:
     """{"uncased": Path, "cased": Path}: vocab.json + merges.txt, 5,000 merges learned from the STS
     sentences (lower-cased or not) by tools/learn_bpe.py; no oracle needed."""
-    learn_bpe = load_tool("learn_bpe")
     return {
-        name: learn_bpe.learn_bpe(
+        name: learn_bpe(
             stsb_sentences, TOKENIZER_MERGES, tmp_path_factory.mktemp(f"bpe-{name}"), lowercase
         )
         for name, lowercase in (("uncased", True), ("cased", False))

@@ -9,14 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import load_tool
+import pytest
+
+import bench
 
 ROOT = Path(__file__).parent.parent
 BUDGET_S = 180  # the run takes ~30 s on a quiet 2-core machine; this only stops a hang
 
-bench = load_tool("bench")
 
-
+@pytest.mark.oracle  # the bench builds its model with transformers, compares with torch
 def test_bench_quick_json(tmp_path):
     # "as-is": one OpenBLAS setting whatever the environment sets, to keep the test short.
     cmd = [sys.executable, str(ROOT / "tools" / "bench.py"), "--size", "tiny", "--quick",

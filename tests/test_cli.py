@@ -67,6 +67,7 @@ def test_importing_the_cli_is_cheap():
 # encode
 
 
+@pytest.mark.oracle
 def test_encode_arguments_to_npy(model, tmp_path):
     path, encoder = model
     out = tmp_path / "e.npy"
@@ -78,6 +79,7 @@ def test_encode_arguments_to_npy(model, tmp_path):
     np.testing.assert_array_equal(got, encoder.encode(TEXTS))
 
 
+@pytest.mark.oracle
 def test_encode_stdin_to_json_lines(model):
     path, encoder = model
     stdin = "\n".join(TEXTS) + "\n"
@@ -89,6 +91,7 @@ def test_encode_stdin_to_json_lines(model):
     np.testing.assert_array_equal(got, encoder.encode(TEXTS, normalize_embeddings=True))
 
 
+@pytest.mark.oracle
 def test_encode_file_keeps_one_row_per_line(model, tmp_path):
     path, encoder = model
     lines = [TEXTS[0], "", "  ", TEXTS[1], "a\x0cb"]  # blank lines are texts too: row i is line i
@@ -118,6 +121,7 @@ def test_token_type_ids_flag(tmp_path):
     assert np.abs(got["none"] - golden).max() > 0.5
 
 
+@pytest.mark.oracle
 def test_progress_bar_for_long_input(model):
     path, _ = model
     n = PROGRESS_MIN_TEXTS
@@ -133,6 +137,7 @@ def test_progress_bar_for_long_input(model):
     assert f"{len(TEXTS)}/{len(TEXTS)}" in run("encode", "-m", path, "--progress", *TEXTS).stderr
 
 
+@pytest.mark.oracle
 def test_model_by_hub_id_from_the_cache(model, tmp_path):
     path, encoder = model
     place_in_hub_cache(path, tmp_path / "hub", "org/tiny", "f" * 40)
@@ -152,6 +157,7 @@ def test_model_by_hub_id_from_the_cache(model, tmp_path):
 # similarity
 
 
+@pytest.mark.oracle
 def test_similarity_json(model):
     path, encoder = model
     result = run("similarity", "--model", path, "--format", "json", *TEXTS)
@@ -163,6 +169,7 @@ def test_similarity_json(model):
     assert np.abs(np.array(data["cosine"]) - expected).max() <= 1e-6
 
 
+@pytest.mark.oracle
 def test_similarity_table(model):
     path, encoder = model
     result = run("similarity", "--model", path, *TEXTS)
@@ -200,6 +207,7 @@ def test_missing_model_directory():
     assert_one_line_error(result, "model directory './no/such/dir' does not exist")
 
 
+@pytest.mark.oracle
 def test_corrupt_safetensors(model, tmp_path):
     import shutil
 
@@ -218,6 +226,7 @@ def test_corrupt_pytorch_model_bin(tmp_path):
     assert_one_line_error(run("encode", "-m", broken, "x"), "pytorch_model.bin")
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("stdin", ["", None])
 def test_empty_input(model, tmp_path, stdin):
     path, _ = model
@@ -230,12 +239,14 @@ def test_empty_input(model, tmp_path, stdin):
         assert_one_line_error(run("encode", "-m", path, stdin=stdin), "no texts to encode: stdin")
 
 
+@pytest.mark.oracle
 def test_missing_input_file(model, tmp_path):
     path, _ = model
     result = run("encode", "-m", path, "-i", tmp_path / "nope.txt")
     assert_one_line_error(result, "input file '", "nope.txt' does not exist")
 
 
+@pytest.mark.oracle
 def test_input_file_not_utf8(model, tmp_path):
     path, _ = model
     src = tmp_path / "latin1.txt"
@@ -252,6 +263,7 @@ def test_input_file_not_utf8(model, tmp_path):
     )
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize(
     "args, fragment, code",
     [
@@ -270,6 +282,7 @@ def test_bad_command_lines(model, args, fragment, code):
     assert_one_line_error(result, fragment, code=code)
 
 
+@pytest.mark.oracle
 def test_unwritable_output(model, tmp_path):
     path, _ = model
     result = run("encode", "-m", path, "-o", tmp_path / "no" / "dir" / "e.npy", "x")

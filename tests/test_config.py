@@ -8,6 +8,8 @@ import transformers
 
 from flaubert_np.config import ConfigError, FlaubertConfig
 
+pytestmark = pytest.mark.oracle
+
 # Our field -> the attribute transformers' FlaubertConfig exposes it as.
 FIELDS = {
     "emb_dim": "emb_dim",

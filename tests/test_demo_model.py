@@ -10,16 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import STSB, load_tool, read_sts_sentences
-from sentence_transformers import SentenceTransformer
+from conftest import STSB, read_sts_sentences
 
+import eval_sts
 import flaubert_np
 from flaubert_np import SentenceEncoder
 from flaubert_np.hub import resolve_model_dir
 
 DEMO = Path(flaubert_np.__file__).parent / "models" / "demo"
-train_demo_model = load_tool("train_demo_model")
-eval_sts = load_tool("eval_sts")
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +29,19 @@ def test_short_name_is_the_package_directory():
     assert resolve_model_dir("demo") == DEMO
 
 
+@pytest.mark.oracle  # tools/train_demo_model.py imports torch
 def test_ships_only_the_model_files():
+    import train_demo_model
     shipped = sorted(str(p.relative_to(DEMO)) for p in DEMO.rglob("*") if p.is_file())
     assert shipped == sorted(train_demo_model.SHIPPED)
     size_mb = sum((DEMO / name).stat().st_size for name in shipped) / 1e6
     assert size_mb < 10, f"the demo model should stay small, it is {size_mb:.1f} MB"
 
 
+@pytest.mark.oracle
 def test_matches_sentence_transformers(encoder, torch_single_thread):
+    from sentence_transformers import SentenceTransformer
+
     dev = read_sts_sentences("dev")
     sentences = dev[:600] + sorted(dev, key=len)[-20:]   # the longest ones too
     reference = SentenceTransformer(str(DEMO), device="cpu").encode(

@@ -16,12 +16,14 @@ from distributed import Client, LocalCluster
 
 from flaubert_np import embedding_function
 from flaubert_np.distributed import EmbeddingFunction, as_sentences, embed_bag, embed_dataframe
+from flaubert_np.hub import resolve_model_dir
 from flaubert_np.sentence import SentenceEncoder
 
 
 @pytest.fixture(scope="module")
-def model_dir(sentence_model):
-    return str(sentence_model())
+def model_dir():
+    """The embedded demo model's folder: the references here are flaubert-np's own encoder."""
+    return str(resolve_model_dir("demo"))
 
 
 @pytest.fixture(scope="module")

@@ -213,6 +213,7 @@ def sentence_of(encoder, words: list[str], n_tokens: int) -> str:
     raise AssertionError(f"no {n_tokens}-token sentence from {words}")
 
 
+@pytest.mark.oracle
 def test_page_size_for_two_20_token_sentences_on_base_dimensions(demo, flaubert_checkpoint):
     """Base's 12 layers x 12 heads (the attention maps are most of the page; the width of the
     vectors does not change its size); two sentences of 20 tokens each."""
@@ -231,11 +232,6 @@ def test_page_size_for_two_20_token_sentences_on_base_dimensions(demo, flaubert_
     a, b = (sentence_of(encoder, text.split(), 20) for text in sts_pairs(1)[0])
     page = render_html(encoder, a, b)
     assert len(page.encode()) <= 5_000_000
-
-
-test_page_size_for_two_20_token_sentences_on_base_dimensions = pytest.mark.oracle(
-    test_page_size_for_two_20_token_sentences_on_base_dimensions
-)
 
 
 def test_write_html_keeps_an_existing_file(demo, tmp_path):
@@ -329,6 +325,7 @@ def drawn_lines(dom: str) -> tuple[dict, np.ndarray]:
     return attrs, drawn
 
 
+@pytest.mark.oracle
 def test_browser_renders_the_pair_page_and_its_controls_redraw(demo, tmp_path):
     page = tmp_path / "pair.html"
     write_html(demo, A, B, page, model_name="demo")
@@ -361,6 +358,7 @@ def test_browser_renders_the_pair_page_and_its_controls_redraw(demo, tmp_path):
     np.testing.assert_allclose(drawn, trace_a.attentions[0, 1], rtol=0, atol=6e-4)
 
 
+@pytest.mark.oracle
 def test_browser_renders_a_single_sentence_page(demo, tmp_path):
     page = tmp_path / "one.html"
     write_html(demo, A, path=page)

@@ -13,21 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_tool
 
+import hostile_files
 from flaubert_np.sentence import SentenceEncoder
 from flaubert_np.torch_bin import load_torch_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "hostile_files.py"
+PYTHONPATH = os.pathsep.join((str(ROOT), str(TOOL.parent)))  # the children import both
 LIMIT_MB = 1024  # a bare child (numpy, flaubert_np, the demo model) peaks near 200 MB
 FUZZ_MUTATIONS = 3000  # each of a .bin and a .safetensors: 6,000 cases
-hostile_files = load_tool("hostile_files")
 CASE_NAMES = [name for name, *_ in hostile_files.CASES]
 
 
 def _child(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "OPENBLAS_NUM_THREADS": "1"}
     command = [sys.executable, str(TOOL), *args, "--limit-mb", str(LIMIT_MB)]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
@@ -81,11 +81,11 @@ def test_the_payloads_are_live(hostile, tmp_path, name):
 def test_the_memory_limit_is_real():
     """The cap the checks run under does stop a 2 GiB allocation."""
     code = (
-        f"import sys; sys.path.insert(0, {str(TOOL.parent)!r}); import hostile_files as h; "
+        "import hostile_files as h; "
         f"h.limit_memory({LIMIT_MB}); import numpy as np\n"
         "try:\n    np.ones(2**31, np.uint8)\nexcept MemoryError:\n    print('MemoryError')"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "OPENBLAS_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "MemoryError", out.stderr
 
@@ -99,7 +99,7 @@ def test_the_memory_limit_is_real():
 def test_cli_prints_the_error_in_one_line(hostile, name, file):
     _, cases, _ = hostile
     folder = Path(cases[name]["dir"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "OPENBLAS_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "flaubert_np.cli", "encode", "--model", str(folder), "x"],
         capture_output=True, text=True, env=env, timeout=120,

@@ -83,6 +83,7 @@ def test_demo_is_the_package_models_directory():
     assert hub.SHORT_NAMES["demo"] == Path(flaubert_np.__file__).parent / "models" / "demo"
 
 
+@pytest.mark.oracle
 def test_short_names_resolve_to_their_directory(monkeypatch, sentence_model):
     model_dir = sentence_model("mean")
     monkeypatch.setitem(hub.SHORT_NAMES, "tiny", model_dir)
@@ -101,6 +102,7 @@ def test_a_short_name_without_files_says_it_is_not_installed(monkeypatch, tmp_pa
 # The Hub cache, offline
 
 
+@pytest.mark.oracle
 def test_loads_from_the_hub_cache_by_repo_id(hub_cache, offline, sentence_model):
     expected = SentenceEncoder.from_pretrained(sentence_model("mean")).encode(TEXTS)
     for revision in (None, "main", COMMIT):
@@ -111,12 +113,14 @@ def test_loads_from_the_hub_cache_by_repo_id(hub_cache, offline, sentence_model)
     )
 
 
+@pytest.mark.oracle
 def test_local_files_only_uses_the_cache(hub_cache, sentence_model):
     expected = SentenceEncoder.from_pretrained(sentence_model("mean")).encode(TEXTS)
     encoder = SentenceEncoder.from_pretrained(REPO_ID, cache_dir=hub_cache, local_files_only=True)
     assert np.array_equal(encoder.encode(TEXTS), expected)
 
 
+@pytest.mark.oracle
 def test_hub_cache_env_var_and_offline_in_a_fresh_process(hub_cache, sentence_model, tmp_path):
     """HF_HUB_CACHE and HF_HUB_OFFLINE set before huggingface_hub is imported, as a user would."""
     out = tmp_path / "embeddings.npy"
@@ -134,6 +138,7 @@ def test_hub_cache_env_var_and_offline_in_a_fresh_process(hub_cache, sentence_mo
     assert np.array_equal(np.load(out), expected)
 
 
+@pytest.mark.oracle
 def test_hub_unreachable_without_offline_mode(hub_cache, sentence_model, tmp_path):
     """No HF_HUB_OFFLINE, but the Hub cannot be reached (an endpoint that refuses connections):
     a cached model still loads, an uncached one fails with the one-line error."""
@@ -162,6 +167,7 @@ def test_hub_unreachable_without_offline_mode(hub_cache, sentence_model, tmp_pat
     assert last.endswith("download it once with the network on, or give a local directory")
 
 
+@pytest.mark.oracle
 def test_unknown_repo_offline_is_one_clear_line(hub_cache, offline):
     with pytest.raises(OSError) as info:
         SentenceEncoder.from_pretrained("nobody/no-such-model", cache_dir=hub_cache)
@@ -172,6 +178,7 @@ def test_unknown_repo_offline_is_one_clear_line(hub_cache, offline):
     )
 
 
+@pytest.mark.oracle
 def test_unknown_revision_offline(hub_cache, offline):
     message = f"model '{REPO_ID}' (revision 'v2') is not a local directory nor in the Hugging Face"
     with pytest.raises(OSError, match=re.escape(message)):
@@ -220,6 +227,7 @@ def add_clutter(remote: Path) -> None:
         (remote / name).write_bytes(b"not needed")
 
 
+@pytest.mark.oracle
 def test_only_the_needed_files_are_fetched(monkeypatch, tmp_path, sentence_model):
     remote = shutil.copytree(sentence_model("mean", dense="Tanh", normalize=True), tmp_path / "r")
     add_clutter(remote)
@@ -248,6 +256,7 @@ def test_only_the_needed_files_are_fetched(monkeypatch, tmp_path, sentence_model
     )
 
 
+@pytest.mark.oracle
 def test_sharded_safetensors_are_fetched(monkeypatch, tmp_path, sentence_model):
     import transformers
 

@@ -8,6 +8,8 @@ import pytest
 from flaubert_np import layers
 from flaubert_np.params import FFN, Attention, LayerNorm, Linear
 
+pytestmark = pytest.mark.oracle
+
 RNG = np.random.default_rng(0)
 oracle = pytest.mark.oracle
 

@@ -5,9 +5,9 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
-from conftest import STSB, load_tool
+from conftest import STSB
 
-learn_bpe = load_tool("learn_bpe")
+import learn_bpe
 
 SPECIALS = ["<s>", "</s>", "<pad>", "<unk>", *(f"<special{i}>" for i in range(10))]
 
@@ -85,6 +85,7 @@ def test_same_input_same_files(sentences, tmp_path):
     assert any(c.isupper() for token in vocab for c in token)  # cased keeps capitals
 
 
+@pytest.mark.oracle
 def test_learned_vocabulary_covers_its_corpus(sentences, tmp_path):
     """transformers loads the files; the sentences learned from need no <unk>."""
     import transformers

@@ -9,9 +9,10 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import TOL, expected_path, load_both, load_tool, max_diffs, our_forward
+from conftest import TOL, expected_path, load_both, max_diffs, our_forward
 
-option_pairs = load_tool("option_pairs")
+import option_pairs
+
 CASES = option_pairs.cases()
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-from conftest import load_tool
+
+import parity
 
 TOOL = Path(__file__).parent.parent / "tools" / "parity.py"
-parity = load_tool("parity")
 
 N_LAYERS = 2
 SENTENCES = ["Le chat dort sur le canapé.", "Où est passée la clé ?", "L'élève a levé la main."]
@@ -67,6 +67,7 @@ def test_stage_names_follow_the_forward_pass():
     assert len(parity.stage_names(12)) == 1 + 4 * 12
 
 
+@pytest.mark.oracle
 def test_correct_model_passes_every_stage(tiny_model):
     report = parity.parity_report(tiny_model, sentences=SENTENCES)
     stages = ["input_ids", *parity.stage_names(N_LAYERS), "last_hidden_state"]
@@ -80,6 +81,7 @@ def test_correct_model_passes_every_stage(tiny_model):
     assert "no pooled row" in text
 
 
+@pytest.mark.oracle
 def test_sentence_model_passes_with_the_pooled_row_from_the_command_line(sentence_model):
     model = sentence_model()
     result = run_tool(str(model), "--sentence", SENTENCES[0], "--sentence", "Ça va ?")
@@ -90,6 +92,7 @@ def test_sentence_model_passes_with_the_pooled_row_from_the_command_line(sentenc
     assert "2 sentences" in result.stdout
 
 
+@pytest.mark.oracle
 def test_perturbed_weight_fails_and_names_the_first_diverging_stage(tiny_model, perturbed_model):
     result = run_tool(str(perturbed_model), "--reference", str(tiny_model))
     assert result.returncode == 1, result.stdout + result.stderr
@@ -103,6 +106,7 @@ def test_perturbed_weight_fails_and_names_the_first_diverging_stage(tiny_model, 
     assert not status["last_hidden_state"]
 
 
+@pytest.mark.oracle
 def test_fast_path_divergence_is_named_when_every_traced_stage_agrees(tiny_model, monkeypatch):
     from flaubert_np import fast
 
@@ -119,6 +123,7 @@ def test_fast_path_divergence_is_named_when_every_traced_stage_agrees(tiny_model
     assert [r.stage for r in report.rows if not r.ok] == ["last_hidden_state"]
 
 
+@pytest.mark.oracle
 def test_tokenizer_difference_is_the_first_stage(tmp_path, tiny_model):
     ours = tmp_path / "other-merges"
     shutil.copytree(tiny_model, ours)
@@ -131,6 +136,7 @@ def test_tokenizer_difference_is_the_first_stage(tmp_path, tiny_model):
     assert all(r.ok for r in report.rows[1:])
 
 
+@pytest.mark.oracle
 def test_pre_norm_model_says_why_in_one_line(tmp_path, flaubert_checkpoint, tokenizer_dir, n_words):
     checkpoint = flaubert_checkpoint(vocab_size=n_words, max_position_embeddings=64, pre_norm=True)
     model = with_tokenizer(checkpoint, tokenizer_dir, tmp_path / "pre-norm")
@@ -159,6 +165,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.oracle
 def test_trace_records_every_stage_and_changes_nothing(tiny_model):
     from flaubert_np.model import FlaubertModel
 

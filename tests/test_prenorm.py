@@ -9,10 +9,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TOL, expected_path, load_tool, max_diffs, our_forward, prenorm_cases
+from conftest import TOL, expected_path, max_diffs, our_forward, prenorm_cases
 
-option_pairs = load_tool("option_pairs")
-tool = load_tool("goldens_prenorm_tf4")
+import goldens_prenorm_tf4 as tool
+import option_pairs
+
 INPUT_KEYS = ("input_ids", "attention_mask", "lengths", "langs", "token_type_ids", "position_ids")
 
 

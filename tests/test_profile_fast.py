@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_tool
 
+import profile_fast
 from flaubert_np import FlaubertModel, fast
 
 ROOT = Path(__file__).parent.parent
-profile_fast = load_tool("profile_fast")
 pytestmark = pytest.mark.oracle  # flaubert_checkpoint: models built by transformers
 
 
+@pytest.mark.oracle
 def test_profile_times_every_stage_and_restores_fast(flaubert_checkpoint):
     model = FlaubertModel.from_pretrained(flaubert_checkpoint())
     originals = (fast.np, fast.attention_, fast.bias_gelu_, fast.layer_norm_)
@@ -30,6 +30,7 @@ def test_profile_times_every_stage_and_restores_fast(flaubert_checkpoint):
     assert result["peak_gflops"] > 0
 
 
+@pytest.mark.oracle
 def test_command_line(flaubert_checkpoint, tmp_path):
     tool = str(ROOT / "tools" / "profile_fast.py")
     ok = subprocess.run(

@@ -28,6 +28,8 @@ from flaubert_np.modules import resolve_token_type_ids, transformer_dir
 from flaubert_np.sentence import SentenceEncoder
 from flaubert_np.tokenizer import FlaubertTokenizer
 
+pytestmark = pytest.mark.oracle
+
 GOLDENS = Path(__file__).parent / "goldens" / "sentence_tf4"
 TOL = 1e-5
 

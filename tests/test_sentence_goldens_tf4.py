@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_tool
 
+import goldens_sentence_tf4 as tool
 from flaubert_np.sentence import SentenceEncoder
 
 GOLDENS = Path(__file__).parent / "goldens" / "sentence_tf4"
 VARIANTS = sorted(p.name for p in (GOLDENS / "variants").iterdir())
 TOL = 1e-5
-
-tool = load_tool("goldens_sentence_tf4")
 
 
 def test_the_variants_are_the_tools_spec():

@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
-from sentence_transformers import util
 
 from flaubert_np.similarity import cos_sim, semantic_search
 
@@ -15,9 +13,12 @@ def _random(n, dim=DIM, seed=0, dtype=np.float32):
 
 
 def _reference_cos_sim(a, b):
+    from sentence_transformers import util
+
     return util.cos_sim(a, b).numpy()
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize(
     ("a", "b"),
     [
@@ -36,6 +37,7 @@ def test_cos_sim_matches_sentence_transformers(a, b):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
+@pytest.mark.oracle
 def test_cos_sim_zero_vectors_score_zero():
     a = _random(3)
     a[1] = 0.0
@@ -46,6 +48,7 @@ def test_cos_sim_zero_vectors_score_zero():
     assert np.isfinite(got).all()
 
 
+@pytest.mark.oracle
 def test_cos_sim_of_lists_and_self():
     a = _random(4, dim=5, seed=5)
     as_lists = a.tolist()
@@ -80,8 +83,12 @@ def _assert_same_hits(got, want):
             assert set(hit) == {"corpus_id", "score"}
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("top_k", [1, 5, 10, 299, 300, 1000])
 def test_semantic_search_matches_sentence_transformers(top_k):
+    import torch
+    from sentence_transformers import util
+
     queries, corpus = _random(7, seed=6), _random(300, seed=7)
     got = semantic_search(queries, corpus, top_k=top_k)
     want = util.semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus), top_k=top_k)
@@ -89,13 +96,19 @@ def test_semantic_search_matches_sentence_transformers(top_k):
     assert all(len(hits) == min(top_k, 300) for hits in got)
 
 
+@pytest.mark.oracle
 def test_semantic_search_many_queries_and_defaults():
     """More queries than one chunk of 100; numpy inputs as sentence-transformers takes them."""
+    from sentence_transformers import util
+
     queries, corpus = _random(230, seed=8), _random(120, seed=9)
     _assert_same_hits(semantic_search(queries, corpus), util.semantic_search(queries, corpus))
 
 
+@pytest.mark.oracle
 def test_semantic_search_one_query_vector():
+    from sentence_transformers import util
+
     queries, corpus = _random(3, seed=10), _random(50, seed=11)
     got = semantic_search(queries[0], corpus, top_k=4)
     _assert_same_hits(got, util.semantic_search(queries[0], corpus, top_k=4))

@@ -25,8 +25,9 @@ CHUNK = 64
 
 
 @pytest.fixture(scope="module")
-def fn(sentence_model):
-    return EmbeddingFunction(str(sentence_model()), batch_size=8)
+def fn():
+    """The embedded demo model: the reference of every output here is the encoder itself."""
+    return EmbeddingFunction("demo", batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +300,6 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-@pytest.mark.oracle  # fn: a model saved by transformers
 def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, corpus, fn,
                                                                    monkeypatch):
     terminal = FakeTerminal()
@@ -313,7 +313,6 @@ def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, cor
     assert shown.endswith("\n")  # whatever is printed next starts on a line of its own
 
 
-@pytest.mark.oracle  # fn: a model saved by transformers
 def test_resume_is_announced(tmp_path, corpus, fn, capsys):
     out = tmp_path / "emb.npy"
     Interrupting.calls = 0

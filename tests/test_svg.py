@@ -143,6 +143,7 @@ def reference_attentions(model_dir, text: str):
     return [a[0].numpy() for a in out.attentions], tokens
 
 
+@pytest.mark.oracle
 def test_attention_command_draws_one_head(tmp_path, sentence_model, capsys):
     from flaubert_np.cli import main
 
@@ -164,6 +165,7 @@ def test_attention_command_draws_one_head(tmp_path, sentence_model, capsys):
     assert "layer 1, head 2" in labels(root, "title")[0]
 
 
+@pytest.mark.oracle
 def test_attention_command_draws_every_head_of_the_last_layer(sentence_model, capsys):
     from flaubert_np.cli import main
 

@@ -16,6 +16,8 @@ import transformers
 
 from flaubert_np.torch_bin import TorchBinError, UnsafePickleError, load_torch_bin
 
+pytestmark = pytest.mark.oracle
+
 
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
     # bfloat16 has no NumPy dtype: load_torch_bin returns it as float32, exactly

@@ -4,10 +4,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import load_tool
+
+import walkthrough
 
 ROOT = Path(__file__).parent.parent
-walkthrough = load_tool("walkthrough")
 
 STALE = "is out of date: run `python tools/walkthrough.py` and commit the result"
 

@@ -20,6 +20,8 @@ from flaubert_np.weights import (
     sinusoidal_position_table,
 )
 
+pytestmark = pytest.mark.oracle
+
 
 def copy_checkpoint(src, dst):
     shutil.copytree(src, dst)

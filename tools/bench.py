@@ -49,14 +49,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flaubert_np import blas
+from learn_bpe import SPECIAL_TOKENS, learn_bpe, read_sentences
+
 ROOT = Path(__file__).resolve().parent.parent
 STSB = ROOT / "tests" / "data" / "stsb-fr"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "flaubert-np-bench"  # --workdir's default
-sys.path.insert(0, str(ROOT / "tools"))
-
-from learn_bpe import SPECIAL_TOKENS, learn_bpe, read_sentences  # noqa: E402
-
-from flaubert_np import blas  # noqa: E402
 
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 SHAPES = ((1, 16), (32, 32), (8, 128))  # (batch, seq) for the model alone

@@ -38,10 +38,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+import bench  # the model build, the corpus, the children's environment
 
-import bench  # noqa: E402  (the model build, the corpus, the children's environment)
+ROOT = Path(__file__).resolve().parent.parent
 
 SCENARIOS = (("1 client", 1, 1), ("16 clients", 16, 1), ("4 clients x 32", 4, 32))
 START_TIMEOUT_S = 300

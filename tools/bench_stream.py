@@ -28,11 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from learn_bpe import read_sentences
+
 ROOT = Path(__file__).resolve().parent.parent
 STSB = ROOT / "tests" / "data" / "stsb-fr"
-sys.path.insert(0, str(ROOT / "tools"))
-
-from learn_bpe import read_sentences  # noqa: E402
 
 
 def write_corpus(path: Path, n_lines: int, unique: bool = False) -> None:

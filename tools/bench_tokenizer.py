@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import random
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from learn_bpe import learn_bpe
 
 ROOT = Path(__file__).resolve().parent.parent
 STSB = ROOT / "tests" / "data" / "stsb-fr"
@@ -47,10 +48,7 @@ def build_tokenizer_dir(sentences: list[str], lowercase: bool, out: Path) -> Pat
     """Learn a 5,000-merge vocabulary (tools/learn_bpe.py); transformers writes the folder."""
     from transformers import FlaubertTokenizer
 
-    spec = importlib.util.spec_from_file_location("learn_bpe", ROOT / "tools" / "learn_bpe.py")
-    learn_bpe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learn_bpe)
-    vocab = learn_bpe.learn_bpe(sentences, 5000, out / "bpe", lowercase)
+    vocab = learn_bpe(sentences, 5000, out / "bpe", lowercase)
     files = (str(vocab / "vocab.json"), str(vocab / "merges.txt"))
     tok = FlaubertTokenizer(*files, do_lowercase=lowercase, model_max_length=512)
     tok.save_pretrained(str(out / "tokenizer"))

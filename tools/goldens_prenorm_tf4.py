@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # when imported by the tests
 import option_pairs
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "goldens" / "prenorm_tf4.npz"
@@ -62,6 +61,7 @@ def main() -> None:
     try:
         import torch
         import transformers
+
         from random_weights import randomize_flaubert
     except ImportError as e:
         sys.exit(f"{e}: this tool needs the pinned transformers 4.57 stack: {SETUP}")

@@ -11,7 +11,9 @@ these embeddings, which only the old stack can make.
 Run from the repository root with the pinned old stack, in any venv:
 
     python3 -m venv /tmp/tf4 && /tmp/tf4/bin/pip install -r tools/requirements-goldens-tf4.txt
-    /tmp/tf4/bin/python tools/goldens_sentence_tf4.py
+    PYTHONPATH=. /tmp/tf4/bin/python tools/goldens_sentence_tf4.py
+
+(PYTHONPATH=.: tools/learn_bpe.py uses flaubert_np's Moses pipeline, not installed in that venv.)
 
 Deterministic (fixed seeds) and small (about 400 kB):
   model/          the model as sentence-transformers 3.4.1 saves it with safe_serialization=False,
@@ -39,11 +41,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # learn_bpe uses flaubert_np.tokenizer's Moses pipeline
-sys.path.insert(0, str(ROOT / "tools"))
+from learn_bpe import learn_bpe
 
-from learn_bpe import learn_bpe  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 OUT = ROOT / "tests" / "goldens" / "sentence_tf4"
 STSB = ROOT / "tests" / "data" / "stsb-fr"
@@ -125,8 +125,9 @@ def build(spec: dict, vocab_dir: Path, out: Path, sentences: list[str]) -> tuple
     out/embeddings.npy; returns their shape."""
     import torch
     import transformers
-    from random_weights import randomize_flaubert
     from sentence_transformers import SentenceTransformer, models
+
+    from random_weights import randomize_flaubert
 
     torch.manual_seed(SEED)
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for oracles
 from oracles import missing_message, require
 
 DEFAULT_TOLERANCE = 1e-5

@@ -25,10 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, for bench
-
 from bench import DEFAULT_WORKDIR
-
 from flaubert_np import FlaubertModel, blas, fast
 from flaubert_np.hub import resolve_model_dir
 

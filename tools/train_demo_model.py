@@ -15,7 +15,7 @@ card quotes the dev score measured at the end.
    the dev split (Spearman x 100 of cosine vs gold, as tools/eval_sts.py does).
 
 Deterministic: fixed seed, one torch thread (on a busy 2-core machine, one thread also trained
-this tiny model several times faster than two), torch.use_deterministic_algorithms. Dev-only
+this tiny model faster than two), torch.use_deterministic_algorithms. Dev-only
 dependencies: torch, transformers and sentence-transformers (>= 6: the module paths it imports).
 """
 
@@ -29,16 +29,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-
-from oracles import require  # noqa: E402
+from oracles import require
 
 require("train_demo_model.py", "torch", "transformers", "sentence_transformers")
 
 import torch  # noqa: E402
+
 from eval_sts import evaluate, read_sts_csv  # noqa: E402
 from learn_bpe import learn_bpe  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TRAIN_CSV = ROOT / "tests" / "data" / "stsb-fr" / "train.csv"
 DEV_CSV = ROOT / "tests" / "data" / "stsb-fr" / "dev.csv"
