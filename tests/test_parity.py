@@ -159,6 +159,7 @@ def test_compare_metrics():
     assert not shape_row.ok and "shapes differ" in shape_row.note
 
 
+@pytest.mark.oracle  # the tool checks its oracles first
 def test_bad_arguments_are_one_line_errors(tmp_path):
     result = run_tool(str(tmp_path / "missing"))
     assert result.returncode != 0
@@ -185,11 +186,13 @@ def test_trace_records_every_stage_and_changes_nothing(tiny_model):
     assert model(ids, attention_mask=mask, trace=None).hidden_states is None
 
 
+@pytest.mark.oracle  # the other two oracles are there
 @pytest.mark.parametrize("blocked", ["torch", "transformers", "sentence_transformers"])
 def test_a_missing_oracle_is_one_line_saying_what_to_install(blocked, model="demo"):
     """Run as without it installed: the import of `blocked` fails."""
     code = (
         f"import runpy, sys; sys.modules[{blocked!r}] = None; sys.argv = ['parity.py', {model!r}];"
+        f" sys.path.insert(0, {str(TOOL.parent)!r});"  # as `python tools/parity.py` has it
         f" runpy.run_path({str(TOOL)!r}, run_name='__main__')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
