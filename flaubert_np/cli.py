@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     model_options = _Parser(add_help=False)  # what loading a model takes
     model_options.add_argument(
-        "--model", "-m", default="demo",
+        "--model",
+        "-m",
+        default="demo",
         help="local directory, Hugging Face Hub id, or 'demo' (default: demo)",
     )
     model_options.add_argument("--revision", help="Hub revision: branch, tag or commit")
@@ -82,21 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", help="Hub cache directory (default: the standard one)"
     )
     model_options.add_argument(
-        "--offline", action="store_true",
+        "--offline",
+        action="store_true",
         help="never use the network (as HF_HUB_OFFLINE=1): only the Hub cache",
     )
     model_options.add_argument(
-        "--token-type-ids", choices=("auto", "zeros", "none"), default="auto",
+        "--token-type-ids",
+        choices=("auto", "zeros", "none"),
+        default="auto",
         help="auto (default: as the transformers version the model was saved with), "
         "zeros (transformers 4.x) or none (transformers 5)",
     )
     common = _Parser(add_help=False, parents=[model_options])
     common.add_argument("--batch-size", type=_positive, default=32, help="default: 32")
+    common.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
     common.add_argument(
-        "--normalize", action="store_true", help="L2-normalise the embeddings"
-    )
-    common.add_argument(
-        "--max-seq-length", type=int, metavar="N",
+        "--max-seq-length",
+        type=int,
+        metavar="N",
         help="truncate texts to N tokens, prompt included (default: the model's)",
     )
     prompts = common.add_mutually_exclusive_group()
@@ -104,12 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt", metavar="TEXT", help='prepend TEXT to every text (e.g. "query: ")'
     )
     prompts.add_argument(
-        "--prompt-name", metavar="NAME",
+        "--prompt-name",
+        metavar="NAME",
         help="prepend the model's prompt of that name (e.g. query, document)",
     )
     progress = common.add_mutually_exclusive_group()
     progress.add_argument(
-        "--progress", dest="progress", action="store_true", default=None,
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
         help=f"always show a progress bar on stderr (default: for {PROGRESS_MIN_TEXTS}+ texts)",
     )
     progress.add_argument(
@@ -120,94 +129,111 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     encode = commands.add_parser(
-        "encode", parents=[common], help="embed texts",
+        "encode",
+        parents=[common],
+        help="embed texts",
         description="Embed texts given as arguments, or one per line from a file or stdin.",
     )
     encode.add_argument("texts", nargs="*", help="texts (default: read -i FILE or stdin)")
     encode.add_argument(
-        "-i", "--input",
+        "-i",
+        "--input",
         help="a UTF-8 file, one text per line, each line a row of the output ('-': stdin)",
     )
     encode.add_argument(
         "-o", "--output", help="write a .npy file [n_texts, dim] (default: JSON lines on stdout)"
     )
     encode.add_argument(
-        "--format", choices=("npy", "jsonl"), default=None,
+        "--format",
+        choices=("npy", "jsonl"),
+        default=None,
         help="npy (needs -o) or jsonl (default: npy with -o, else jsonl)",
     )
     encode.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="replace existing output files (a streamed run also discards a checkpoint made "
         "with other inputs or options)",
     )
     lines = encode.add_argument_group(
-        "input lines", "rules for the lines of -i FILE or stdin (row ids and skipped lines go to "
+        "input lines",
+        "rules for the lines of -i FILE or stdin (row ids and skipped lines go to "
         "OUT.ids.jsonl and OUT.skipped.jsonl, or into the JSON lines output)",
     )
+    lines.add_argument("--field", metavar="NAME", help="read JSON lines, the text in this field")
+    lines.add_argument("--id-field", metavar="NAME", help="with --field: each row's id")
     lines.add_argument(
-        "--field", metavar="NAME", help="read JSON lines, the text in this field"
-    )
-    lines.add_argument(
-        "--id-field", metavar="NAME", help="with --field: each row's id"
-    )
-    lines.add_argument(
-        "--on-invalid", choices=("error", "skip"),
+        "--on-invalid",
+        choices=("error", "skip"),
         help="lines with no readable text: error (default: stop before embedding, naming them) "
         "or skip (leave them out, listed)",
     )
     lines.add_argument(
-        "--on-blank", choices=("keep", "skip", "error"),
+        "--on-blank",
+        choices=("keep", "skip", "error"),
         help="blank texts: keep (default: embedded, row i stays line i), skip or error",
     )
     large = encode.add_argument_group(
-        "large files", "-i FILE -o OUT.npy is streamed: bounded memory, written in chunks, "
+        "large files",
+        "-i FILE -o OUT.npy is streamed: bounded memory, written in chunks, "
         "resumable (run the same command again after an interruption)",
     )
     large.add_argument(
         "--workers", type=_positive, metavar="N", help="worker processes (default: 1)"
     )
     large.add_argument(
-        "--chunk-lines", type=_positive, metavar="N",
+        "--chunk-lines",
+        type=_positive,
+        metavar="N",
         help="input lines per chunk and checkpoint (default: 1024)",
     )
 
     similarity = commands.add_parser(
-        "similarity", parents=[common], help="cosine similarity matrix of texts",
+        "similarity",
+        parents=[common],
+        help="cosine similarity matrix of texts",
         description="Print the cosine similarity of every pair of texts.",
     )
     similarity.add_argument("texts", nargs="*", help="two or more texts (default: read -i FILE)")
+    similarity.add_argument("-i", "--input", help="a UTF-8 file, one text per line ('-': stdin)")
     similarity.add_argument(
-        "-i", "--input", help="a UTF-8 file, one text per line ('-': stdin)"
-    )
-    similarity.add_argument(
-        "--format", choices=("table", "json"), default="table",
+        "--format",
+        choices=("table", "json"),
+        default="table",
         help="table (default) or json (the full-precision matrix)",
     )
 
     attention = commands.add_parser(
-        "attention", parents=[model_options], help="draw a layer's attention weights as SVG",
+        "attention",
+        parents=[model_options],
+        help="draw a layer's attention weights as SVG",
         description="Draw the attention weights of one sentence as an SVG heatmap: one head "
         "(--head), or every head of the layer as a grid.",
     )
     attention.add_argument("text", help="the sentence")
     attention.add_argument(
-        "--layer", "-l", type=int, default=0,
+        "--layer",
+        "-l",
+        type=int,
+        default=0,
         help="layer, from 0 (default: 0; negative counts from the last, -1 = last)",
     )
     attention.add_argument(
-        "--head", type=int, default=None,
+        "--head",
+        type=int,
+        default=None,
         help="head, from 0 (default: every head of the layer, as a grid)",
     )
-    attention.add_argument(
-        "--columns", type=_positive, default=4, help="grid columns (default: 4)"
-    )
+    attention.add_argument("--columns", type=_positive, default=4, help="grid columns (default: 4)")
     attention.add_argument(
         "-o", "--output", required=True, help="the SVG file to write ('-': stdout)"
     )
     attention.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
     explain = commands.add_parser(
-        "explain", parents=[model_options], help="why two sentences are similar, as an HTML page",
+        "explain",
+        parents=[model_options],
+        help="why two sentences are similar, as an HTML page",
         description="Write one self-contained HTML page (no network needed to view it): the "
         "tokens, every attention map, and for two sentences the exact split of their cosine "
         "into token pairs and how it forms layer by layer.",
@@ -227,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_serve_parser(commands, model_options: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
-        "serve", parents=[model_options], help="run an OpenAI- and TEI-compatible embedding server",
+        "serve",
+        parents=[model_options],
+        help="run an OpenAI- and TEI-compatible embedding server",
         description="Serve the model over HTTP: OpenAI's /v1/embeddings, TEI's /embed, "
         "/similarity and /tokenize, /health, /info, /metrics. Needs the serve extra.",
     )
@@ -237,36 +265,55 @@ def _add_serve_parser(commands, model_options: argparse.ArgumentParser) -> None:
         "--served-model-name", metavar="NAME", help="the model's name in answers (default: --model)"
     )
     serve.add_argument(
-        "--max-batch-tokens", type=int, default=2048, metavar="N",
+        "--max-batch-tokens",
+        type=int,
+        default=2048,
+        metavar="N",
         help="real tokens per forward pass, across requests (default: 2048)",
     )
     serve.add_argument(
-        "--max-concurrent-requests", type=int, default=512, metavar="N",
+        "--max-concurrent-requests",
+        type=int,
+        default=512,
+        metavar="N",
         help="requests in flight; more get 429 (default: 512)",
     )
     serve.add_argument(
-        "--max-client-batch-size", type=int, default=2048, metavar="N",
+        "--max-client-batch-size",
+        type=int,
+        default=2048,
+        metavar="N",
         help="texts per request; more get 413 (default: 2048)",
     )
     serve.add_argument(
-        "--payload-limit", type=int, default=2_000_000, metavar="BYTES",
+        "--payload-limit",
+        type=int,
+        default=2_000_000,
+        metavar="BYTES",
         help="request body size; larger gets 413 (default: 2000000)",
     )
     serve.add_argument(
-        "--auto-truncate", action="store_true",
+        "--auto-truncate",
+        action="store_true",
         help="/embed and /similarity truncate long texts at max_seq_length instead of 413",
     )
     serve.add_argument(
-        "--api-key", metavar="KEY",
+        "--api-key",
+        metavar="KEY",
         help="require 'Authorization: Bearer KEY' on every route but /health "
         "(default: $FLAUBERT_NP_API_KEY, else none)",
     )
     serve.add_argument(
-        "--read-timeout", type=float, default=10.0, metavar="SECONDS",
+        "--read-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
         help="time a client has to send a request's headers, then its body (default: 10)",
     )
     serve.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info",
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
         help="default: info (one access-log line per request on stderr)",
     )
 
@@ -275,8 +322,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     try:
         from flaubert_np.serve import server
     except ImportError as e:
-        raise CliError(f'serve needs the serve extra ({e.name} is missing): '
-                       'pip install "flaubert-np[serve]"') from None
+        raise CliError(
+            f'serve needs the serve extra ({e.name} is missing): pip install "flaubert-np[serve]"'
+        ) from None
     import os
 
     from flaubert_np.serve.app import Settings
@@ -305,8 +353,10 @@ def _read_input(args: argparse.Namespace) -> Chunk:
     flags = [f for f in ("field", "id_field", "on_invalid", "on_blank") if getattr(args, f, None)]
     if args.texts:
         if flags:
-            raise UsageError(f"--{flags[0].replace('_', '-')} applies to the lines of -i FILE "
-                             "or stdin, not to texts given as arguments")
+            raise UsageError(
+                f"--{flags[0].replace('_', '-')} applies to the lines of -i FILE "
+                "or stdin, not to texts given as arguments"
+            )
         return Chunk(0, 0, 0, list(args.texts), [], [], [])
     source = "stdin" if args.input in (None, "-") else f"'{args.input}'"
     try:
@@ -361,8 +411,10 @@ def _check_model_options(args: argparse.Namespace, prompts: dict, limit: int) ->
         raise CliError(f"--prompt-name {name}: not one of the model's prompts ({known})")
     length = getattr(args, "max_seq_length", None)
     if length is not None and not 1 <= length <= limit:
-        raise CliError(f"--max-seq-length must be from 1 to the model's "
-                       f"max_position_embeddings ({limit}), got {length}")
+        raise CliError(
+            f"--max-seq-length must be from 1 to the model's "
+            f"max_position_embeddings ({limit}), got {length}"
+        )
 
 
 def _encode_texts(args: argparse.Namespace, texts: list[str]):
@@ -418,8 +470,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
     _notes(len(chunk.blank), chunk.blank, chunk.skipped)
 
 
-def _write_json_lines(args: argparse.Namespace, chunk: Chunk, embeddings: np.ndarray,
-                      write_ids: bool) -> None:
+def _write_json_lines(
+    args: argparse.Namespace, chunk: Chunk, embeddings: np.ndarray, write_ids: bool
+) -> None:
     """One {"id"?, "text", "embedding"} object per row, on stdout or into -o FILE."""
     import json
 
@@ -453,8 +506,10 @@ def _write(output: str, write: Callable[[], object]) -> None:
 def _notes(blank: int, blank_lines: list[int], skipped: list[tuple[int, str]]) -> None:
     if blank:
         lines = ", ".join(map(str, blank_lines[:10])) + (", ..." if blank > 10 else "")
-        sys.stderr.write(f"{PROG}: note: {blank} blank text(s) embedded in place "
-                         f"(line {lines}); --on-blank skip or error to change that\n")
+        sys.stderr.write(
+            f"{PROG}: note: {blank} blank text(s) embedded in place "
+            f"(line {lines}); --on-blank skip or error to change that\n"
+        )
     if skipped:
         listed = "; ".join(f"line {n}: {reason}" for n, reason in skipped[:10])
         more = "; ..." if len(skipped) > 10 else ""
@@ -469,9 +524,15 @@ def _encode_file(args: argparse.Namespace) -> None:
     from flaubert_np.stream import encode_file
 
     fn = EmbeddingFunction(
-        args.model, batch_size=args.batch_size, normalize_embeddings=args.normalize,
-        revision=args.revision, cache_dir=args.cache_dir, local_files_only=args.offline,
-        token_type_ids=args.token_type_ids, prompt=args.prompt, prompt_name=args.prompt_name,
+        args.model,
+        batch_size=args.batch_size,
+        normalize_embeddings=args.normalize,
+        revision=args.revision,
+        cache_dir=args.cache_dir,
+        local_files_only=args.offline,
+        token_type_ids=args.token_type_ids,
+        prompt=args.prompt,
+        prompt_name=args.prompt_name,
         max_seq_length=args.max_seq_length,
     )
     # flag names in the messages, before any work (fn.encoder itself would refuse a bad length)
@@ -479,17 +540,25 @@ def _encode_file(args: argparse.Namespace) -> None:
     _check_model_options(args, model.prompts, model.model.config.max_position_embeddings)
     try:
         summary = encode_file(
-            args.input, args.output, fn, field=args.field, id_field=args.id_field,
-            on_invalid=args.on_invalid or "error", on_blank=args.on_blank or "keep",
+            args.input,
+            args.output,
+            fn,
+            field=args.field,
+            id_field=args.id_field,
+            on_invalid=args.on_invalid or "error",
+            on_blank=args.on_blank or "keep",
             chunk_lines=1024 if args.chunk_lines is None else args.chunk_lines,
             workers=1 if args.workers is None else args.workers,
-            overwrite=args.overwrite, progress=args.progress is not False,
+            overwrite=args.overwrite,
+            progress=args.progress is not False,
         )
     except KeyboardInterrupt:
         if not os.path.isdir(f"{args.output}.partial"):
             raise
-        raise KeyboardInterrupt(f"(the work done is kept in {args.output}.partial: run the same "
-                                "command again to resume)") from None
+        raise KeyboardInterrupt(
+            f"(the work done is kept in {args.output}.partial: run the same "
+            "command again to resume)"
+        ) from None
     _notes(summary.blank, summary.blank_lines, [])
 
 

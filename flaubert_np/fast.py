@@ -129,8 +129,14 @@ def layer_norm_(x: np.ndarray, norm: LayerNorm, eps: float) -> None:
     x += norm.bias
 
 
-def attention_(qkv: np.ndarray, context: np.ndarray, starts: np.ndarray, length: int,
-               n_heads: int, causal: bool = False) -> None:
+def attention_(
+    qkv: np.ndarray,
+    context: np.ndarray,
+    starts: np.ndarray,
+    length: int,
+    n_heads: int,
+    causal: bool = False,
+) -> None:
     """Self-attention of sentences that all have `length` tokens: no padding mask to apply.
 
     qkv [n, 3 * dim] (q, k, v side by side, q already divided by √head_dim); starts: the first
@@ -154,8 +160,6 @@ def attention_(qkv: np.ndarray, context: np.ndarray, starts: np.ndarray, length:
     scores /= scores.sum(axis=-2, keepdims=True)
     heads = scores.transpose(0, 1, 3, 2) @ v  # [count, heads, queries, hd]
     context[rows] = heads.transpose(0, 2, 1, 3).reshape(count * length, dim)
-
-
 
 
 # -- the forward pass --------------------------------------------------------------------------
@@ -250,8 +254,14 @@ class Buffers:
 Product = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (x, weight, out)
 
 
-def encode_packed(params: FlaubertParams, config: FlaubertConfig, x: np.ndarray,
-                  lengths: np.ndarray, blocks: int = 1, pool: Executor | None = None) -> None:
+def encode_packed(
+    params: FlaubertParams,
+    config: FlaubertConfig,
+    x: np.ndarray,
+    lengths: np.ndarray,
+    blocks: int = 1,
+    pool: Executor | None = None,
+) -> None:
     """All the layers, in place on x [n_tokens, dim]: the real tokens of sentences of `lengths`
     tokens (in that order, each sentence's tokens consecutive). Products cut into `blocks`
     column blocks, computed on `pool` if given (BLAS must be single-threaded)."""
@@ -284,8 +294,9 @@ def encode_packed(params: FlaubertParams, config: FlaubertConfig, x: np.ndarray,
             layer_norm_(x, layer.layer_norm2, eps)
 
 
-def _blocked_matmul(x: np.ndarray, weight: np.ndarray, out: np.ndarray, blocks: int,
-                    pool: Executor | None) -> None:
+def _blocked_matmul(
+    x: np.ndarray, weight: np.ndarray, out: np.ndarray, blocks: int, pool: Executor | None
+) -> None:
     """out <- x @ weight in `blocks` column blocks, side by side on `pool` if given; in one
     piece below SPLIT_PRODUCTS multiply-adds (a rule of the shapes, not of the threads)."""
     if blocks == 1 or len(x) * weight.size < SPLIT_PRODUCTS:
@@ -303,8 +314,14 @@ def _blocked_matmul(x: np.ndarray, weight: np.ndarray, out: np.ndarray, blocks: 
         job.result()
 
 
-def _attention_branch(x: np.ndarray, layer: Layer, groups: list[tuple[np.ndarray, int]],
-                      buffers: Buffers, config: FlaubertConfig, product: Product) -> None:
+def _attention_branch(
+    x: np.ndarray,
+    layer: Layer,
+    groups: list[tuple[np.ndarray, int]],
+    buffers: Buffers,
+    config: FlaubertConfig,
+    product: Product,
+) -> None:
     """buffers.branch <- out_lin(attention(x)), without out_lin's bias."""
     att, qkv, dim = layer.attention, buffers.qkv, x.shape[1]
     # q, k and v straight into their columns of one buffer (an `out=` view is fine for BLAS).
@@ -318,8 +335,9 @@ def _attention_branch(x: np.ndarray, layer: Layer, groups: list[tuple[np.ndarray
     product(buffers.context, att.out_lin.weight, buffers.branch)
 
 
-def _ffn_branch(x: np.ndarray, layer: Layer, buffers: Buffers, use_gelu: bool,
-                product: Product) -> None:
+def _ffn_branch(
+    x: np.ndarray, layer: Layer, buffers: Buffers, use_gelu: bool, product: Product
+) -> None:
     """buffers.branch <- lin2(act(lin1(x))), without lin2's bias; FFN_ROWS tokens at a time."""
     hidden, branch, ff = buffers.hidden, buffers.branch, layer.ffn
     activation = bias_gelu_ if use_gelu else bias_relu_

@@ -179,7 +179,10 @@ def _download(
 
 
 def _hub_error(
-    e: Exception, repo_id: str, revision: str | None, cache_dir: str | Path | None,
+    e: Exception,
+    repo_id: str,
+    revision: str | None,
+    cache_dir: str | Path | None,
     problem: str | None,
 ) -> str:
     """huggingface_hub's exception as one short line that says what to do."""

@@ -132,8 +132,12 @@ class FlaubertModel:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, *, revision: str | None = None,
-        cache_dir: str | Path | None = None, local_files_only: bool = False,
+        cls,
+        model_dir: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
         token: str | bool | None = None,
     ) -> FlaubertModel:
         """Load config.json and the weights (safetensors, sharded or not) from a folder, "demo"

@@ -102,11 +102,11 @@ def weighted_mean_pooling(token_embeddings: np.ndarray, attention_mask: np.ndarr
     # [batch, seq, dim], [batch, seq] -> [batch, dim]
     acc = _accumulation_dtype(token_embeddings.dtype)
     seq = token_embeddings.shape[1]
-    positions = np.arange(1, seq + 1, dtype=acc)[None, :]                   # [1, seq]
+    positions = np.arange(1, seq + 1, dtype=acc)[None, :]  # [1, seq]
     weights = positions - _first_real_index(attention_mask)[:, None].astype(acc)  # [batch, seq]
     weighted_mask = attention_mask.astype(acc)[:, :, None] * weights[:, :, None]  # [b, seq, 1]
-    summed = (token_embeddings * weighted_mask).sum(axis=1)                 # [batch, dim]
-    total = np.maximum(weighted_mask.sum(axis=1), _MIN_COUNT)               # [batch, 1]
+    summed = (token_embeddings * weighted_mask).sum(axis=1)  # [batch, dim]
+    total = np.maximum(weighted_mask.sum(axis=1), _MIN_COUNT)  # [batch, 1]
     return (summed / total).astype(token_embeddings.dtype)
 
 
@@ -114,7 +114,7 @@ def last_token_pooling(token_embeddings: np.ndarray, attention_mask: np.ndarray)
     """The last real token; zeros for a row without real tokens."""
     # [batch, seq, dim], [batch, seq] -> [batch, dim]
     seq = token_embeddings.shape[1]
-    last = seq - 1 - np.argmax(attention_mask[:, ::-1] != 0, axis=1)       # [batch]
+    last = seq - 1 - np.argmax(attention_mask[:, ::-1] != 0, axis=1)  # [batch]
     masked = token_embeddings * _float_mask(attention_mask, token_embeddings.dtype)
     return masked[np.arange(len(token_embeddings)), last]
 

@@ -337,8 +337,11 @@ class SentenceEncoder:
     # -- sentence-transformers' other calls (docs/sentence-transformers.md) ------------------
 
     def encode_query(
-        self, sentences: str | Sequence[str], prompt_name: str | None = None,
-        prompt: str | None = None, **kwargs: Any,
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
     ) -> np.ndarray | list[np.ndarray]:
         """encode() with the model's "query" prompt, when it has one and no other is given."""
         if prompt_name is None and prompt is None and "query" in self.prompts:
@@ -346,8 +349,11 @@ class SentenceEncoder:
         return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
 
     def encode_document(
-        self, sentences: str | Sequence[str], prompt_name: str | None = None,
-        prompt: str | None = None, **kwargs: Any,
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        **kwargs: Any,
     ) -> np.ndarray | list[np.ndarray]:
         """encode() with the model's "document" (else "passage", else "corpus") prompt, when it
         has one and no other is given."""
@@ -466,8 +472,9 @@ def _max_seq_length(sbert: dict, tokenizer: FlaubertTokenizer, model: FlaubertMo
     return int(min(tokenizer_max, limit)) if limit and limit > 0 else int(tokenizer_max)
 
 
-def _passes(batches: Iterable[dict[str, np.ndarray]], max_tokens: int,
-            pad_id: int | None) -> Iterator[dict[str, np.ndarray]]:
+def _passes(
+    batches: Iterable[dict[str, np.ndarray]], max_tokens: int, pad_id: int | None
+) -> Iterator[dict[str, np.ndarray]]:
     """Consecutive batches joined into one forward pass while their real tokens add up to at
     most max_tokens (a larger batch goes alone, as it is). Padding is removed in the forward,
     so joining batches changes no embedding beyond float32 rounding; it saves the fixed cost of
@@ -504,4 +511,3 @@ def _trim(token_embeddings: np.ndarray, attention_mask: np.ndarray) -> list[np.n
     seq = attention_mask.shape[1]
     last = np.where(real.any(axis=1), seq - 1 - np.argmax(real[:, ::-1], axis=1), 0)
     return [emb[: n + 1] for emb, n in zip(token_embeddings, last, strict=True)]
-

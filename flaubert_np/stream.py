@@ -159,19 +159,28 @@ def parse_line(raw: bytes, spec: InputSpec) -> tuple[str, Any]:
         raise InvalidLine(f"no field {spec.id_field!r}")
     ident = obj[spec.id_field]
     if isinstance(ident, bool) or not isinstance(ident, (str, int)):
-        raise InvalidLine(f"field {spec.id_field!r} is not a string or an integer "
-                          f"({_json_type(ident)})")
+        raise InvalidLine(
+            f"field {spec.id_field!r} is not a string or an integer ({_json_type(ident)})"
+        )
     return text, ident
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-             bool: "boolean", type(None): "null"}
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        int: "number",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
-def iter_lines(path: Path, offset: int = 0,
-               first_line: int = 1) -> Iterator[tuple[int, bytes, int]]:
+def iter_lines(
+    path: Path, offset: int = 0, first_line: int = 1
+) -> Iterator[tuple[int, bytes, int]]:
     """(line number, raw bytes, offset after the line) from byte `offset`; lines end at b"\\n"."""
     with open(path, "rb") as f:
         f.seek(offset)
@@ -189,8 +198,12 @@ def classify(raw: bytes, spec: InputSpec) -> tuple[str, Any, str | None, str]:
     except InvalidLine as e:
         return "", None, "invalid", str(e)
     if not text.strip():
-        return text, ident, "blank", "blank line" if spec.field is None else \
-            f"field {spec.field!r} is blank"
+        return (
+            text,
+            ident,
+            "blank",
+            "blank line" if spec.field is None else f"field {spec.field!r} is blank",
+        )
     return text, ident, None, ""
 
 
@@ -209,8 +222,9 @@ class Rules:
         return "skip" in (self.on_invalid, self.on_blank)
 
 
-def find_errors(lines: Iterable[tuple[int, bytes]], spec: InputSpec,
-                rules: Rules) -> tuple[int, list[tuple[int, str, str]]]:
+def find_errors(
+    lines: Iterable[tuple[int, bytes]], spec: InputSpec, rules: Rules
+) -> tuple[int, list[tuple[int, str, str]]]:
     """(number of lines whose rule is "error", the first few as (line, kind, reason))."""
     count = 0
     listed: list[tuple[int, str, str]] = []
@@ -223,8 +237,9 @@ def find_errors(lines: Iterable[tuple[int, bytes]], spec: InputSpec,
     return count, listed
 
 
-def check_lines(lines: Iterable[tuple[int, bytes]], spec: InputSpec, rules: Rules,
-                source: object) -> None:
+def check_lines(
+    lines: Iterable[tuple[int, bytes]], spec: InputSpec, rules: Rules, source: object
+) -> None:
     """Raise StreamError naming the lines whose rule is "error", if any, and the flags to change."""
     count, listed = find_errors(lines, spec, rules)
     if not count:
@@ -232,14 +247,26 @@ def check_lines(lines: Iterable[tuple[int, bytes]], spec: InputSpec, rules: Rule
     where = "; ".join(f"line {n}: {reason}" for n, _, reason in listed)
     more = f"; and {count - len(listed)} more" if count > len(listed) else ""
     kinds = {kind for _, kind, _ in listed}
-    flags = [flag for kind, flag in (("invalid", "--on-invalid skip"),
-                                     ("blank", "--on-blank keep or skip")) if kind in kinds]
-    raise StreamError(f"{source}: {count} invalid or blank line(s), nothing embedded: {where}"
-                      f"{more}. Fix them, or choose another rule ({', '.join(flags)})")
+    flags = [
+        flag
+        for kind, flag in (("invalid", "--on-invalid skip"), ("blank", "--on-blank keep or skip"))
+        if kind in kinds
+    ]
+    raise StreamError(
+        f"{source}: {count} invalid or blank line(s), nothing embedded: {where}"
+        f"{more}. Fix them, or choose another rule ({', '.join(flags)})"
+    )
 
 
-def add_line(chunk: Chunk, number: int, raw: bytes, spec: InputSpec, rules: Rules,
-             write_ids: bool, source: object) -> None:
+def add_line(
+    chunk: Chunk,
+    number: int,
+    raw: bytes,
+    spec: InputSpec,
+    rules: Rules,
+    write_ids: bool,
+    source: object,
+) -> None:
     """Add one input line to `chunk` as its rule says: a text (and its id), or a skipped line."""
     text, ident, kind, reason = classify(raw, spec)
     rule = "keep" if kind is None else rules[kind]
@@ -263,13 +290,13 @@ def read_all(data: bytes, spec: InputSpec, rules: Rules, source: object) -> Chun
         check_lines(lines, spec, rules, source)
     chunk = Chunk(0, len(lines), len(data), [], [], [], [])
     for number, raw in lines:
-        add_line(chunk, number, raw, spec, rules, spec.id_field is not None or rules.skips,
-                 source)
+        add_line(chunk, number, raw, spec, rules, spec.id_field is not None or rules.skips, source)
     return chunk
 
 
-def iter_chunks(path: Path, spec: InputSpec, rules: Rules, chunk_lines: int, start: Checkpoint,
-                write_ids: bool) -> Iterator[Chunk]:
+def iter_chunks(
+    path: Path, spec: InputSpec, rules: Rules, chunk_lines: int, start: Checkpoint, write_ids: bool
+) -> Iterator[Chunk]:
     """Chunks of `chunk_lines` input lines from the checkpoint on."""
     # Chunk i holds lines i * chunk_lines + 1 ... (i + 1) * chunk_lines, whenever it is read.
     chunk = Chunk(start.chunks, start.lines, start.offset, [], [], [], [])
@@ -308,7 +335,8 @@ def model_fingerprint(fn: EmbeddingFunction) -> dict[str, Any]:
     if local.is_dir():
         found["files"] = {
             str(p.relative_to(local)): [p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(local.rglob("*")) if p.is_file()
+            for p in sorted(local.rglob("*"))
+            if p.is_file()
         }
     return found
 
@@ -331,8 +359,14 @@ def existing_outputs(output: Path) -> list[Path]:
     return [paths[key] for key in ("embeddings", "ids", "skipped") if paths[key].exists()]
 
 
-def save_all(chunk: Chunk, embeddings: np.ndarray, output: Path, rules: Rules, write_ids: bool,
-             overwrite: bool) -> list[Path]:
+def save_all(
+    chunk: Chunk,
+    embeddings: np.ndarray,
+    output: Path,
+    rules: Rules,
+    write_ids: bool,
+    overwrite: bool,
+) -> list[Path]:
     """The files of input held in memory (stdin), as encode_file writes them for a file."""
     paths = output_paths(output)
     atomic_write(output, lambda f: np.save(f, embeddings), overwrite)
@@ -341,8 +375,11 @@ def save_all(chunk: Chunk, embeddings: np.ndarray, output: Path, rules: Rules, w
         atomic_write(paths["ids"], b"".join(map(_json_bytes, chunk.ids)), overwrite)
         written.append(paths["ids"])
     if rules.skips:
-        atomic_write(paths["skipped"], b"".join(_json_bytes({"line": n, "reason": r})
-                                                for n, r in chunk.skipped), overwrite)
+        atomic_write(
+            paths["skipped"],
+            b"".join(_json_bytes({"line": n, "reason": r}) for n, r in chunk.skipped),
+            overwrite,
+        )
         written.append(paths["skipped"])
     return written
 
@@ -374,8 +411,10 @@ def encode_file(
     if id_field is not None and field is None:
         raise StreamError("id_field needs JSON lines input: give the text's field too")
     spec, rules = InputSpec(field, id_field), Rules(on_invalid, on_blank)
-    for name, value, allowed in (("on_invalid", on_invalid, ON_INVALID),
-                                 ("on_blank", on_blank, ON_BLANK)):
+    for name, value, allowed in (
+        ("on_invalid", on_invalid, ON_INVALID),
+        ("on_blank", on_blank, ON_BLANK),
+    ):
         if value not in allowed:
             raise StreamError(f"{name} must be one of {allowed}, got {value!r}")
     for name, count in (("chunk_lines", chunk_lines), ("workers", workers)):
@@ -415,17 +454,29 @@ def encode_file(
             share = start.offset / fingerprint["size"] if fingerprint["size"] else 1.0
             sys.stderr.write(
                 f"resuming at row {start.rows + 1:,} of {out.name} (input line "
-                f"{start.lines + 1:,} of {path.name}, {share:.0%} done before)\n")
+                f"{start.lines + 1:,} of {path.name}, {share:.0%} done before)\n"
+            )
         done = start
-        with Progress(fingerprint["size"], "Encoding", "B", initial=start.offset, unit_scale=True,
-                      enabled=progress) as bar:
+        with Progress(
+            fingerprint["size"],
+            "Encoding",
+            "B",
+            initial=start.offset,
+            unit_scale=True,
+            enabled=progress,
+        ) as bar:
             chunks = iter_chunks(path, spec, rules, chunk_lines, start, write_ids)
             jobs = ((chunk, chunk.texts) for chunk in chunks)
             for chunk, embeddings in embed_in_order(jobs, fn, workers):
                 _save_chunk(work, chunk, embeddings, write_ids)
-                done = Checkpoint(chunk.index + 1, done.rows + len(chunk.texts), chunk.end_line,
-                                  chunk.end_offset, done.skipped + len(chunk.skipped),
-                                  done.blank + len(chunk.blank))
+                done = Checkpoint(
+                    chunk.index + 1,
+                    done.rows + len(chunk.texts),
+                    chunk.end_line,
+                    chunk.end_offset,
+                    done.skipped + len(chunk.skipped),
+                    done.blank + len(chunk.blank),
+                )
                 atomic_write(work / "checkpoint.json", _json_bytes(asdict(done)))
                 show(bar, done, start)
         if done.rows == 0:
@@ -434,15 +485,25 @@ def encode_file(
         written, dim, blank_lines = _assemble(work, done, paths, write_ids, rules.skips)
     os.replace(work, paths["trash"])
     shutil.rmtree(paths["trash"])
-    return Summary(done.rows, dim, done.skipped, done.blank, blank_lines, start.rows,
-                   time.monotonic() - started, written)
+    return Summary(
+        done.rows,
+        dim,
+        done.skipped,
+        done.blank,
+        blank_lines,
+        start.rows,
+        time.monotonic() - started,
+        written,
+    )
 
 
 def show(bar: Progress, done: Checkpoint, start: Checkpoint) -> None:
     """The bar at `done`: input bytes read, then rows, rows/s since `start`, skipped and blank."""
     rate = (done.rows - start.rows) / max(bar.elapsed(), 1e-9)
-    bar.update_to(done.offset, f"{done.rows:,} rows, {rate:,.1f} rows/s, "
-                               f"{done.skipped:,} skipped, {done.blank:,} blank")
+    bar.update_to(
+        done.offset,
+        f"{done.rows:,} rows, {rate:,.1f} rows/s, {done.skipped:,} skipped, {done.blank:,} blank",
+    )
 
 
 def _resume(work: Path, manifest: dict) -> Checkpoint | None:
@@ -453,9 +514,11 @@ def _resume(work: Path, manifest: dict) -> Checkpoint | None:
     saved = json.loads(manifest_path.read_text(encoding="utf-8"))
     if saved != manifest:
         diffs = _differences(saved, manifest)
-        raise StreamError(f"{work} holds a run with other inputs or options ({'; '.join(diffs)}); "
-                          "re-run the same command to resume it, or pass --overwrite to start "
-                          "again")
+        raise StreamError(
+            f"{work} holds a run with other inputs or options ({'; '.join(diffs)}); "
+            "re-run the same command to resume it, or pass --overwrite to start "
+            "again"
+        )
     checkpoint_path = work / "checkpoint.json"
     if not checkpoint_path.exists():
         return Checkpoint()
@@ -463,8 +526,9 @@ def _resume(work: Path, manifest: dict) -> Checkpoint | None:
     for i in range(done.chunks):
         for suffix in (".npy", ".json"):
             if not (work / f"chunk-{i:06d}{suffix}").exists():
-                raise StreamError(f"{work}: chunk-{i:06d}{suffix} is missing; "
-                                  "pass --overwrite to start again")
+                raise StreamError(
+                    f"{work}: chunk-{i:06d}{suffix} is missing; pass --overwrite to start again"
+                )
     return done
 
 
@@ -481,19 +545,22 @@ def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
 
 def _save_chunk(work: Path, chunk: Chunk, embeddings: np.ndarray, write_ids: bool) -> None:
     if embeddings.shape[0] != len(chunk.texts):
-        raise StreamError(f"the encoder returned {embeddings.shape[0]} rows for "
-                          f"{len(chunk.texts)} sentences")
+        raise StreamError(
+            f"the encoder returned {embeddings.shape[0]} rows for {len(chunk.texts)} sentences"
+        )
     name = f"chunk-{chunk.index:06d}"
-    atomic_write(work / f"{name}.npy",
-                 lambda f: np.save(f, np.ascontiguousarray(embeddings, dtype="<f4")))
+    atomic_write(
+        work / f"{name}.npy", lambda f: np.save(f, np.ascontiguousarray(embeddings, dtype="<f4"))
+    )
     meta = {"rows": len(chunk.texts), "skipped": chunk.skipped, "blank": chunk.blank}
     if write_ids:
         meta["ids"] = chunk.ids
     atomic_write(work / f"{name}.json", _json_bytes(meta))
 
 
-def _assemble(work: Path, done: Checkpoint, paths: dict[str, Path], write_ids: bool,
-              write_skipped: bool) -> tuple[list[Path], int, list[int]]:
+def _assemble(
+    work: Path, done: Checkpoint, paths: dict[str, Path], write_ids: bool, write_skipped: bool
+) -> tuple[list[Path], int, list[int]]:
     """Concatenate the chunks into the final files, each written to a temporary name first.
 
     Returns the files written, the embedding size and the first few blank lines kept.
@@ -505,13 +572,22 @@ def _assemble(work: Path, done: Checkpoint, paths: dict[str, Path], write_ids: b
     dim = dims.pop()
     written = []
     if write_ids:
-        atomic_write(paths["ids"], lambda f: f.writelines(
-            _json_bytes(i) for meta in _reread(work, names) for i in meta["ids"]))
+        atomic_write(
+            paths["ids"],
+            lambda f: f.writelines(
+                _json_bytes(i) for meta in _reread(work, names) for i in meta["ids"]
+            ),
+        )
         written.append(paths["ids"])
     if write_skipped:
-        atomic_write(paths["skipped"], lambda f: f.writelines(
-            _json_bytes({"line": n, "reason": r})
-            for meta in _reread(work, names) for n, r in meta["skipped"]))
+        atomic_write(
+            paths["skipped"],
+            lambda f: f.writelines(
+                _json_bytes({"line": n, "reason": r})
+                for meta in _reread(work, names)
+                for n, r in meta["skipped"]
+            ),
+        )
         written.append(paths["skipped"])
     for key in ("ids", "skipped"):
         if paths[key] not in written:

@@ -124,9 +124,14 @@ class FlaubertTokenizer:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, *, do_lowercase: bool | None = None,
-        revision: str | None = None, cache_dir: str | Path | None = None,
-        local_files_only: bool = False, token: str | bool | None = None,
+        cls,
+        model_dir: str | Path,
+        *,
+        do_lowercase: bool | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
     ) -> FlaubertTokenizer:
         """Read vocab.json, merges.txt and the optional tokenizer_config.json,
         special_tokens_map.json and added_tokens.json of a FlauBERT repository: a folder, "demo"

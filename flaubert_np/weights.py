@@ -110,8 +110,7 @@ def read_safetensors(path: str | Path) -> dict[str, tuple[str, np.ndarray]]:
             )
         if n > MAX_HEADER_BYTES:
             raise WeightsError(
-                f"{path}: safetensors header of {n} bytes, more than the {MAX_HEADER_BYTES} "
-                "allowed"
+                f"{path}: safetensors header of {n} bytes, more than the {MAX_HEADER_BYTES} allowed"
             )
         raw_header = f.read(n)
     try:
@@ -316,9 +315,7 @@ def _read_file(path: Path) -> dict[str, tuple[str, np.ndarray, str]]:
 def _read_index(index: Path) -> dict[str, tuple[str, np.ndarray, str]]:
     """Tensors of a sharded checkpoint: the index maps each tensor name to its shard file."""
     weight_map = read_json_object(index, error=WeightsError).get("weight_map")
-    if not isinstance(weight_map, dict) or not all(
-        isinstance(v, str) for v in weight_map.values()
-    ):
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise WeightsError(
             f"{index}: not a shard index (expected JSON with a "
             "'weight_map' of tensor name -> file name)"

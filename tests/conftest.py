@@ -465,8 +465,21 @@ def sentence_model(tmp_path_factory, flaubert_checkpoint, tokenizer_dirs):
         similarity_fn_name=None,
         seed=0,
     ):
-        key = json.dumps([pooling, normalize, dense, max_seq_length, tokenizer, safe_serialization,
-                          include_prompt, prompts, similarity_fn_name, seed], sort_keys=True)
+        key = json.dumps(
+            [
+                pooling,
+                normalize,
+                dense,
+                max_seq_length,
+                tokenizer,
+                safe_serialization,
+                include_prompt,
+                prompts,
+                similarity_fn_name,
+                seed,
+            ],
+            sort_keys=True,
+        )
         if key in built:
             return built[key]
         tok_dir = tokenizer_dirs[tokenizer]

@@ -20,8 +20,18 @@ BUDGET_S = 180  # the run takes ~30 s on a quiet 2-core machine; this only stops
 @pytest.mark.oracle  # the bench builds its model with transformers, compares with torch
 def test_bench_quick_json(tmp_path):
     # "as-is": one OpenBLAS setting whatever the environment sets, to keep the test short.
-    cmd = [sys.executable, str(ROOT / "tools" / "bench.py"), "--size", "tiny", "--quick",
-           "--settings", "as-is", "--json", "--workdir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "bench.py"),
+        "--size",
+        "tiny",
+        "--quick",
+        "--settings",
+        "as-is",
+        "--json",
+        "--workdir",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUDGET_S, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
@@ -55,7 +65,8 @@ def test_bench_quick_json(tmp_path):
     assert setting["encode_max_abs_diff_vs_sentence_transformers"] <= 1e-5
     assert set(setting["ratios"]) == {
         *(f"model {b}x{s} vs {fw}" for b, s in bench.SHAPES for fw in ("torch", "onnxruntime")),
-        "encode vs sentence-transformers", "cold start speed-up vs sentence-transformers",
+        "encode vs sentence-transformers",
+        "cold start speed-up vs sentence-transformers",
         "peak RSS vs sentence-transformers",
     }
 
@@ -63,4 +74,3 @@ def test_bench_quick_json(tmp_path):
     assert "OpenBLAS kernel " + setting["openblas_core"] in text
     assert "32x32" in text and "cold start" in text and "peak RSS" in text
     assert "matrix products alone" in text
-

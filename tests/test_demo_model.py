@@ -32,6 +32,7 @@ def test_short_name_is_the_package_directory():
 @pytest.mark.oracle  # tools/train_demo_model.py imports torch
 def test_ships_only_the_model_files():
     import train_demo_model
+
     shipped = sorted(str(p.relative_to(DEMO)) for p in DEMO.rglob("*") if p.is_file())
     assert shipped == sorted(train_demo_model.SHIPPED)
     size_mb = sum((DEMO / name).stat().st_size for name in shipped) / 1e6
@@ -43,9 +44,10 @@ def test_matches_sentence_transformers(encoder, torch_single_thread):
     from sentence_transformers import SentenceTransformer
 
     dev = read_sts_sentences("dev")
-    sentences = dev[:600] + sorted(dev, key=len)[-20:]   # the longest ones too
+    sentences = dev[:600] + sorted(dev, key=len)[-20:]  # the longest ones too
     reference = SentenceTransformer(str(DEMO), device="cpu").encode(
-        sentences, batch_size=32, convert_to_numpy=True)
+        sentences, batch_size=32, convert_to_numpy=True
+    )
     ours = encoder.encode(sentences, batch_size=32)
     assert ours.dtype == np.float32 and ours.shape == reference.shape
     assert np.abs(ours - reference).max() <= 1e-5
@@ -53,16 +55,31 @@ def test_matches_sentence_transformers(encoder, torch_single_thread):
 
 # (sentence, paraphrase, unrelated sentence), written for this test: none is in the STS splits
 TRIPLETS = [
-    ("Le chat dort sur le canapé.", "Un chat est endormi sur le sofa.",
-     "Le gouvernement a présenté son budget."),
-    ("Un homme joue de la guitare dans la rue.", "Un musicien joue de la guitare dehors.",
-     "La neige tombe sur les montagnes."),
-    ("Une femme coupe des légumes dans la cuisine.", "Une femme découpe des carottes.",
-     "Deux équipes de football jouent un match."),
-    ("Les enfants jouent au ballon dans le parc.", "Des enfants jouent avec un ballon au parc.",
-     "Le prix du pétrole a baissé hier."),
-    ("Un avion décolle de l'aéroport.", "Un avion s'envole depuis l'aéroport.",
-     "Une femme lit un livre dans son lit."),
+    (
+        "Le chat dort sur le canapé.",
+        "Un chat est endormi sur le sofa.",
+        "Le gouvernement a présenté son budget.",
+    ),
+    (
+        "Un homme joue de la guitare dans la rue.",
+        "Un musicien joue de la guitare dehors.",
+        "La neige tombe sur les montagnes.",
+    ),
+    (
+        "Une femme coupe des légumes dans la cuisine.",
+        "Une femme découpe des carottes.",
+        "Deux équipes de football jouent un match.",
+    ),
+    (
+        "Les enfants jouent au ballon dans le parc.",
+        "Des enfants jouent avec un ballon au parc.",
+        "Le prix du pétrole a baissé hier.",
+    ),
+    (
+        "Un avion décolle de l'aéroport.",
+        "Un avion s'envole depuis l'aéroport.",
+        "Une femme lit un livre dans son lit.",
+    ),
 ]
 
 
@@ -74,8 +91,11 @@ def test_paraphrase_ranks_above_unrelated(encoder, sentence, paraphrase, unrelat
 
 def test_model_card_quotes_the_measured_dev_score(encoder):
     card = (DEMO / "README.md").read_text(encoding="utf-8")
-    quoted = re.search(r"\| Spearman x 100 \| Pearson x 100 \|\n\|---\|---\|\n"
-                       r"\| (\d+\.\d\d) \| (\d+\.\d\d) \|", card)
+    quoted = re.search(
+        r"\| Spearman x 100 \| Pearson x 100 \|\n\|---\|---\|\n"
+        r"\| (\d+\.\d\d) \| (\d+\.\d\d) \|",
+        card,
+    )
     assert quoted, "the model card has no 'Spearman x 100 | Pearson x 100' table"
     assert "python tools/eval_sts.py --model demo --data tests/data/stsb-fr/dev.csv" in card
     first, second, scores = eval_sts.read_sts_csv(STSB / "dev.csv")

@@ -100,8 +100,9 @@ def test_local_cluster_matches_single_process(model_dir, sentences):
     assert sum(map(len, bag_parts)) == sum(map(len, df_parts)) == len(sentences)
 
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-        as cluster,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
         Client(cluster) as client,
     ):
         got_bag = embed_bag(bag, fn).compute()

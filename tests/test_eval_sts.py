@@ -18,13 +18,13 @@ TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
 # Hand-computed cases ------------------------------------------------------------------------------
 
+
 def test_rankdata_averages_ties():
     np.testing.assert_array_equal(eval_sts.rankdata([10, 20, 20, 30]), [1, 2.5, 2.5, 4])
     np.testing.assert_array_equal(eval_sts.rankdata([3.0, 1.0, 2.0]), [3, 1, 2])
     np.testing.assert_array_equal(eval_sts.rankdata([5, 5, 5]), [2, 2, 2])
     # two tie groups, unsorted: 0.5 x2 -> ranks 1,2 -> 1.5; 4 x3 -> ranks 4,5,6 -> 5
-    np.testing.assert_array_equal(eval_sts.rankdata([4, 0.5, 2, 4, 0.5, 4]),
-                                  [5, 1.5, 3, 5, 1.5, 5])
+    np.testing.assert_array_equal(eval_sts.rankdata([4, 0.5, 2, 4, 0.5, 4]), [5, 1.5, 3, 5, 1.5, 5])
 
 
 def test_pearson_hand_computed():
@@ -46,18 +46,22 @@ def test_spearman_is_rank_based():
     assert eval_sts.pearson(x, np.exp(x)) < 0.9
 
 
-@pytest.mark.parametrize(("x", "y", "message"), [
-    ([1, 1, 1], [1, 2, 3], "constant"),
-    ([1, 2], [1, 2, 3], "one length"),
-    ([1], [2], "at least 2"),
-    ([1, float("nan"), 3], [1, 2, 3], "NaN"),
-])
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        ([1, 1, 1], [1, 2, 3], "constant"),
+        ([1, 2], [1, 2, 3], "one length"),
+        ([1], [2], "at least 2"),
+        ([1, float("nan"), 3], [1, 2, 3], "NaN"),
+    ],
+)
 def test_correlation_rejects_bad_samples(x, y, message):
     with pytest.raises(ValueError, match=message):
         eval_sts.spearman(x, y)
 
 
 # Against scipy --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.oracle  # scipy, the reference
@@ -66,22 +70,26 @@ def test_matches_scipy(seed):
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(3, 400))
-    gold = rng.integers(0, 11, size=n) / 2          # STS-like scores, many ties
+    gold = rng.integers(0, 11, size=n) / 2  # STS-like scores, many ties
     predicted = 0.3 * gold + rng.normal(size=n)
-    predicted[: n // 4] = np.round(predicted[: n // 4], 1)   # ties on this side too
+    predicted[: n // 4] = np.round(predicted[: n // 4], 1)  # ties on this side too
     assert eval_sts.spearman(predicted, gold) == pytest.approx(
-        scipy.stats.spearmanr(predicted, gold).statistic, abs=1e-12)
+        scipy.stats.spearmanr(predicted, gold).statistic, abs=1e-12
+    )
     assert eval_sts.pearson(predicted, gold) == pytest.approx(
-        scipy.stats.pearsonr(predicted, gold).statistic, abs=1e-12)
+        scipy.stats.pearsonr(predicted, gold).statistic, abs=1e-12
+    )
     np.testing.assert_array_equal(eval_sts.rankdata(gold), scipy.stats.rankdata(gold))
 
 
 # Reading STS CSVs -----------------------------------------------------------------------------
 
+
 def test_read_sts_csv(tmp_path):
     path = tmp_path / "sts.csv"
-    path.write_text('sentence1,sentence2,score\n"Un chat, noir.",Un chat.,4.5\nA,B,0\n',
-                    encoding="utf-8")
+    path.write_text(
+        'sentence1,sentence2,score\n"Un chat, noir.",Un chat.,4.5\nA,B,0\n', encoding="utf-8"
+    )
     first, second, scores = eval_sts.read_sts_csv(path)
     assert first == ["Un chat, noir.", "A"]
     assert second == ["Un chat.", "B"]
@@ -94,12 +102,15 @@ def test_read_repo_dev_split():
     assert scores.min() >= 0 and scores.max() <= 5
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("a,b,1\na,b\n", r"sts\.csv:2: expected 3 fields"),
-    ("a,b,1\na,b,high\n", r"sts\.csv:2: score 'high' is not a number"),
-    ("a,b,1\na,b,nan\n", r"sts\.csv:2: score 'nan' is not finite"),
-    ("a,b,1\n", "at least 2 sentence pairs"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b,1\na,b\n", r"sts\.csv:2: expected 3 fields"),
+        ("a,b,1\na,b,high\n", r"sts\.csv:2: score 'high' is not a number"),
+        ("a,b,1\na,b,nan\n", r"sts\.csv:2: score 'nan' is not finite"),
+        ("a,b,1\n", "at least 2 sentence pairs"),
+    ],
+)
 def test_read_sts_csv_errors_name_file_and_line(tmp_path, text, message):
     path = tmp_path / "sts.csv"
     path.write_text(text, encoding="utf-8")
@@ -108,6 +119,7 @@ def test_read_sts_csv_errors_name_file_and_line(tmp_path, text, message):
 
 
 # Evaluation and command line ------------------------------------------------------------------
+
 
 class AngleEncoder:
     """Maps the sentence "<degrees>" to the 2-d unit vector at that angle."""
@@ -119,12 +131,12 @@ class AngleEncoder:
 
 def test_evaluate_uses_cosine_of_pairs():
     first = ["0", "0", "90", "10", "45"]
-    second = ["0", "60", "210", "100", "50"]     # angle gaps 0, 60, 120, 90, 5
+    second = ["0", "60", "210", "100", "50"]  # angle gaps 0, 60, 120, 90, 5
     cosine = np.cos(np.radians([0, 60, 120, 90, 5]))
     gold = np.array([5.0, 2.0, 0.5, 0.0, 4.0])
     result = eval_sts.evaluate(AngleEncoder(), first, second, gold)
     assert result["pairs"] == 5
-    assert result["spearman"] == pytest.approx(90.0)    # one swapped pair: 1 - 6*2/(5*24)
+    assert result["spearman"] == pytest.approx(90.0)  # one swapped pair: 1 - 6*2/(5*24)
     assert result["pearson"] == pytest.approx(100 * np.corrcoef(cosine, gold)[0, 1])
 
 

@@ -37,7 +37,8 @@ def test_bias_gelu_matches_the_plain_gelu():
     assert got.dtype == np.float32
     assert np.abs(got - plain).max() <= 1e-6
     exact = np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))))(
-        (x + bias).astype(np.float64))
+        (x + bias).astype(np.float64)
+    )
     assert np.abs(got - exact).max() <= 1e-6
     ref = torch.nn.functional.gelu(torch.from_numpy(x + bias)).numpy()
     finite = np.abs(x) < 1e30  # torch's own kernel overflows to inf near float32's max
@@ -213,8 +214,9 @@ def test_fast_forward_in_runs_matches_reference(flaubert_checkpoint, monkeypatch
 
 
 @oracle
-def test_fast_forward_gives_the_same_bits_whatever_the_thread_count(flaubert_checkpoint,
-                                                                    monkeypatch):
+def test_fast_forward_gives_the_same_bits_whatever_the_thread_count(
+    flaubert_checkpoint, monkeypatch
+):
     """A batch in runs, and one sentence in column blocks, on 1 to 4 threads."""
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["base_dims"]))
     ids, mask = _mixed_batch(ours.config.n_words)

@@ -52,8 +52,9 @@ def test_cos_sim_zero_vectors_score_zero():
 def test_cos_sim_of_lists_and_self():
     a = _random(4, dim=5, seed=5)
     as_lists = a.tolist()
-    np.testing.assert_allclose(cos_sim(as_lists, as_lists), _reference_cos_sim(as_lists, as_lists),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        cos_sim(as_lists, as_lists), _reference_cos_sim(as_lists, as_lists), rtol=0, atol=1e-6
+    )
     assert cos_sim(as_lists, as_lists).dtype == np.float32
     np.testing.assert_allclose(np.diag(cos_sim(a, a)), 1.0, atol=1e-6)
 

@@ -71,17 +71,29 @@ def test_output_is_the_encoder_on_each_chunk(reference, corpus, fn):
         (b" \t\r\n", None, "blank", "blank line"),
         (b"caf\xe9\n", None, "invalid", "not UTF-8 (byte 3)"),
         (b"\n", "text", "invalid", "blank line, no JSON"),
-        (b"{bad json}\n", "text", "invalid", "invalid JSON (Expecting property name enclosed in "
-                                             "double quotes at column 2)"),
+        (
+            b"{bad json}\n",
+            "text",
+            "invalid",
+            "invalid JSON (Expecting property name enclosed in double quotes at column 2)",
+        ),
         (b"[1, 2]\n", "text", "invalid", "not a JSON object (array)"),
         (b'{"id": 1}\n', "text", "invalid", "no field 'text'"),
         (b'{"text": 3, "id": 1}\n', "text", "invalid", "field 'text' is not a string (number)"),
         (b'{"text": " ", "id": 1}\n', "text", "blank", "field 'text' is blank"),
         (b'{"text": "Oui."}\n', "text", "invalid", "no field 'id'"),
-        (b'{"text": "Oui.", "id": [1]}', "text", "invalid",
-         "field 'id' is not a string or an integer (array)"),
-        (b'{"text": "Oui.", "id": true}', "text", "invalid",
-         "field 'id' is not a string or an integer (boolean)"),
+        (
+            b'{"text": "Oui.", "id": [1]}',
+            "text",
+            "invalid",
+            "field 'id' is not a string or an integer (array)",
+        ),
+        (
+            b'{"text": "Oui.", "id": true}',
+            "text",
+            "invalid",
+            "field 'id' is not a string or an integer (boolean)",
+        ),
     ],
 )
 def test_problem_lines_have_a_kind_and_a_reason(raw, field, kind, reason):
@@ -111,11 +123,17 @@ def test_error_rule_names_every_bad_line_before_embedding(tmp_path, fn):
     src = tmp_path / "in.txt"
     src.write_bytes(b"Une phrase.\n\nDeux.\ncaf\xe9\n   \nTrois.\n")
     out = tmp_path / "emb.npy"
-    with pytest.raises(StreamError, match=r"1 invalid or blank line\(s\), nothing embedded: "
-                                          r"line 4: not UTF-8 \(byte 3\)\. .*--on-invalid skip"):
+    with pytest.raises(
+        StreamError,
+        match=r"1 invalid or blank line\(s\), nothing embedded: "
+        r"line 4: not UTF-8 \(byte 3\)\. .*--on-invalid skip",
+    ):
         encode_file(src, out, fn)
-    with pytest.raises(StreamError, match=r"3 invalid or blank line\(s\).*: line 2: blank line; "
-                                          r"line 4: not UTF-8 \(byte 3\); line 5: blank line\."):
+    with pytest.raises(
+        StreamError,
+        match=r"3 invalid or blank line\(s\).*: line 2: blank line; "
+        r"line 4: not UTF-8 \(byte 3\); line 5: blank line\.",
+    ):
         encode_file(src, out, fn, on_blank="error")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # nothing written
 
@@ -128,16 +146,29 @@ def test_skip_rule_keeps_ids_aligned(tmp_path, fn, stsb_sentences):
             bad.append({"line": number, "reason": "field 'text' is blank"})
         elif number % 41 == 7:
             lines.append("{not json")
-            bad.append({"line": number, "reason": "invalid JSON (Expecting property name "
-                                                  "enclosed in double quotes at column 2)"})
+            bad.append(
+                {
+                    "line": number,
+                    "reason": "invalid JSON (Expecting property name "
+                    "enclosed in double quotes at column 2)",
+                }
+            )
         else:
             lines.append(json.dumps({"id": f"s{number}", "text": sentence}, ensure_ascii=False))
             kept.append((number, f"s{number}", sentence))
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "emb.npy"
-    summary = encode_file(src, out, fn, field="text", id_field="id", on_invalid="skip",
-                          on_blank="skip", chunk_lines=50)
+    summary = encode_file(
+        src,
+        out,
+        fn,
+        field="text",
+        id_field="id",
+        on_invalid="skip",
+        on_blank="skip",
+        chunk_lines=50,
+    )
     assert summary.rows == len(kept) and summary.skipped == len(bad) == 150 - len(kept)
     skipped = [json.loads(line) for line in (tmp_path / "emb.skipped.jsonl").open()]
     assert skipped == bad
@@ -180,7 +211,11 @@ def test_interrupt_then_resume_gives_the_same_file(tmp_path, corpus, fn, referen
         encode_file(corpus, out, Interrupting(**fn.options()), chunk_lines=CHUNK)
     work = tmp_path / "emb.npy.partial"
     assert json.loads((work / "checkpoint.json").read_text()) == {
-        "chunks": 2, "rows": 2 * CHUNK, "lines": 2 * CHUNK, "skipped": 0, "blank": 0,
+        "chunks": 2,
+        "rows": 2 * CHUNK,
+        "lines": 2 * CHUNK,
+        "skipped": 0,
+        "blank": 0,
         "offset": len(b"".join(corpus.read_bytes().splitlines(keepends=True)[: 2 * CHUNK])),
     }
     assert not out.exists()
@@ -300,14 +335,20 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(tmp_path, corpus, fn,
-                                                                   monkeypatch):
+def test_progress_bar_on_a_terminal_ends_its_line_when_interrupted(
+    tmp_path, corpus, fn, monkeypatch
+):
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     Interrupting.calls = 0
     with pytest.raises(KeyboardInterrupt):
-        encode_file(corpus, tmp_path / "emb.npy", Interrupting(**fn.options()), chunk_lines=CHUNK,
-                    progress=True)
+        encode_file(
+            corpus,
+            tmp_path / "emb.npy",
+            Interrupting(**fn.options()),
+            chunk_lines=CHUNK,
+            progress=True,
+        )
     shown = terminal.getvalue()
     assert "\r" in shown and "Encoding:" in shown and "128 rows" in shown
     assert shown.endswith("\n")  # whatever is printed next starts on a line of its own
@@ -322,8 +363,9 @@ def test_resume_is_announced(tmp_path, corpus, fn, capsys):
     done = len(b"".join(corpus.read_bytes().splitlines(keepends=True)[: 2 * CHUNK]))
     share = done / corpus.stat().st_size
     encode_file(corpus, out, fn, chunk_lines=CHUNK)
-    assert capsys.readouterr().err == (f"resuming at row 129 of emb.npy (input line 129 of "
-                                       f"corpus.txt, {share:.0%} done before)\n")
+    assert capsys.readouterr().err == (
+        f"resuming at row 129 of emb.npy (input line 129 of corpus.txt, {share:.0%} done before)\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +373,11 @@ def test_resume_is_announced(tmp_path, corpus, fn, capsys):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "flaubert_np.cli", "encode", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "flaubert_np.cli", "encode", *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
 
 
 # Runs the CLI in-process, writing the name of every file renamed into place (each file of the work
@@ -422,13 +467,30 @@ def test_sigkill_then_rerun_gives_the_same_file(tmp_path, uninterrupted, stop_at
 
 
 def test_cli_json_lines_with_ids(tmp_path, fn):
-    rows = [{"id": "a", "text": "Un chat dort."}, {"id": 7, "text": ""}, {"text": "Sans id."},
-            {"id": "b", "text": "Il pleut."}]
+    rows = [
+        {"id": "a", "text": "Un chat dort."},
+        {"id": 7, "text": ""},
+        {"text": "Sans id."},
+        {"id": "b", "text": "Il pleut."},
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "emb.npy"
-    args = ["-m", fn.model, "-i", src, "-o", out, "--field", "text", "--id-field", "id",
-            "--batch-size", fn.batch_size, "--no-progress"]
+    args = [
+        "-m",
+        fn.model,
+        "-i",
+        src,
+        "-o",
+        out,
+        "--field",
+        "text",
+        "--id-field",
+        "id",
+        "--batch-size",
+        fn.batch_size,
+        "--no-progress",
+    ]
     refused = cli(*args)
     assert refused.returncode == 1 and not out.exists()
     assert refused.stderr.count("\n") == 1 and "line 3: no field 'id'" in refused.stderr

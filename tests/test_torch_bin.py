@@ -179,9 +179,10 @@ def test_big_endian_and_compressed_archives(tmp_path):
     np.testing.assert_array_equal(got, x.numpy())
 
     torch.save({"x": x, "y": x[1:].t()}, tmp_path / "plain.bin")
-    with zipfile.ZipFile(tmp_path / "plain.bin") as src, zipfile.ZipFile(
-        tmp_path / "deflated.bin", "w", compression=zipfile.ZIP_DEFLATED
-    ) as dst:
+    with (
+        zipfile.ZipFile(tmp_path / "plain.bin") as src,
+        zipfile.ZipFile(tmp_path / "deflated.bin", "w", compression=zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info))
     with zipfile.ZipFile(tmp_path / "deflated.bin") as z:

@@ -224,8 +224,9 @@ def child_model(spec: dict) -> dict:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(Path(model_dir) / "model.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(Path(model_dir) / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
         info["version"] = ort.__version__
 
         def forward(ids, mask):
@@ -240,8 +241,9 @@ def child_model(spec: dict) -> dict:
         np.save(Path(spec["outputs"]) / f"model-{framework}-{batch}x{seq}.npy", out)
         for _ in range(spec["warmup"] - 1):
             forward(ids, mask)
-        times = time_repeats(lambda ids=ids, mask=mask: forward(ids, mask), spec["repeats"],
-                             spec["min_seconds"])
+        times = time_repeats(
+            lambda ids=ids, mask=mask: forward(ids, mask), spec["repeats"], spec["min_seconds"]
+        )
         shapes[f"{batch}x{seq}"] = {
             "tokens_per_s": batch * seq / statistics.median(times),
             "median_s": statistics.median(times), "best_s": min(times), "runs": len(times),
@@ -274,8 +276,7 @@ def matmul_only(model, tokens: int, spec: dict) -> dict:
 
     products()
     times = time_repeats(products, spec["repeats"], spec["min_seconds"] / 2)
-    return {"tokens_per_s": tokens / statistics.median(times),
-            "median_s": statistics.median(times)}
+    return {"tokens_per_s": tokens / statistics.median(times), "median_s": statistics.median(times)}
 
 
 def child_encode(spec: dict) -> dict:
@@ -290,8 +291,11 @@ def child_encode(spec: dict) -> dict:
 
         model = SentenceEncoder.from_pretrained(model_dir)
         # The corpus as the model sees it (truncated to max_seq_length), for the table.
-        lengths = [int(n) for i in range(0, len(sentences), 256)
-                   for n in model.tokenize(sentences[i:i + 256])["attention_mask"].sum(axis=1)]
+        lengths = [
+            int(n)
+            for i in range(0, len(sentences), 256)
+            for n in model.tokenize(sentences[i : i + 256])["attention_mask"].sum(axis=1)
+        ]
         info["tokens_per_sentence"] = sum(lengths) / len(lengths)
         info["max_tokens"] = max(lengths)
 
@@ -347,8 +351,12 @@ def child_env(threads: int, unset_openblas: bool) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONWARNINGS="ignore")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONWARNINGS="ignore",
+    )
     # Children import flaubert_np from this checkout, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if unset_openblas:
@@ -419,8 +427,10 @@ def build(args, model_dir: Path) -> dict:
         return json.loads(done.read_text(encoding="utf-8"))
     log(f"building the {args.size} model in {model_dir} (once; --rebuild to redo)")
     spec = {"size": args.size, "model_dir": str(model_dir), "workdir": str(model_dir.parent)}
-    built = {"size": args.size, **run_child("build", spec, child_env(args.threads, False),
-                                            model_dir.parent)}
+    built = {
+        "size": args.size,
+        **run_child("build", spec, child_env(args.threads, False), model_dir.parent),
+    }
     done.write_text(json.dumps(built), encoding="utf-8")
     return built
 
@@ -455,12 +465,16 @@ def machine_info(threads: int) -> dict:
             from importlib.metadata import version
 
             versions[name] = version(name.replace("_", "-"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "versions": versions,
-            "environment": {name: os.environ.get(name) for name in OPENBLAS_VARS}}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "versions": versions,
+        "environment": {name: os.environ.get(name) for name in OPENBLAS_VARS},
+    }
 
 
-def run_setting(args, name: str, unset: bool, model_dir: Path, built: dict,
-                corpus: Path) -> dict:
+def run_setting(args, name: str, unset: bool, model_dir: Path, built: dict, corpus: Path) -> dict:
     """Every measurement under one OpenBLAS setting."""
     env = child_env(args.threads, unset)
     outputs = Path(tempfile.mkdtemp(prefix="outputs-", dir=model_dir.parent))
@@ -498,8 +512,9 @@ def run_setting(args, name: str, unset: bool, model_dir: Path, built: dict,
                      for fw in frameworks if fw != "torch"}
         for b, s in SHAPES
     }  # fmt: skip
-    encode_diff = max_abs_diff(outputs / "encode-flaubert-np.npy",
-                               outputs / "encode-sentence-transformers.npy")
+    encode_diff = max_abs_diff(
+        outputs / "encode-flaubert-np.npy", outputs / "encode-sentence-transformers.npy"
+    )
     for path in outputs.iterdir():
         path.unlink()
     outputs.rmdir()
@@ -510,14 +525,18 @@ def run_setting(args, name: str, unset: bool, model_dir: Path, built: dict,
         key = f"{b}x{s}"
         for other in frameworks[1:]:
             ratios[f"model {key} vs {other}"] = (
-                np_model[key]["tokens_per_s"] / model[other]["shapes"][key]["tokens_per_s"])
+                np_model[key]["tokens_per_s"] / model[other]["shapes"][key]["tokens_per_s"]
+            )
     ratios["encode vs sentence-transformers"] = (
         encode["flaubert-np"]["sentences_per_s"]
-        / encode["sentence-transformers"]["sentences_per_s"])
+        / encode["sentence-transformers"]["sentences_per_s"]
+    )
     ratios["cold start speed-up vs sentence-transformers"] = (
-        cold["sentence-transformers"]["wall_s"] / cold["flaubert-np"]["wall_s"])
+        cold["sentence-transformers"]["wall_s"] / cold["flaubert-np"]["wall_s"]
+    )
     ratios["peak RSS vs sentence-transformers"] = (
-        cold["flaubert-np"]["peak_rss_mib"] / cold["sentence-transformers"]["peak_rss_mib"])
+        cold["flaubert-np"]["peak_rss_mib"] / cold["sentence-transformers"]["peak_rss_mib"]
+    )
     return {
         "name": name,
         "environment": {v: env.get(v) for v in OPENBLAS_VARS},
@@ -552,12 +571,18 @@ def table(report: dict) -> str:
     ]
     for setting in report["settings"]:
         env = ", ".join(f"{k}={v}" for k, v in setting["environment"].items() if v) or "unset"
-        lines += ["", f"== {setting['name']}: OpenBLAS variables {env} -> OpenBLAS kernel "
-                      f"{setting['openblas_core']} =="]
+        lines += [
+            "",
+            f"== {setting['name']}: OpenBLAS variables {env} -> OpenBLAS kernel "
+            f"{setting['openblas_core']} ==",
+        ]
         model, ratios = setting["model"], setting["ratios"]
         others = [f for f in MODEL_FRAMEWORKS if f in model and f != "flaubert-np"]
-        header = f"{'model alone, tokens/s':24s}{'flaubert-np':>12s}" + "".join(
-            f"{o:>13s}" for o in others) + "".join(f"{'x ' + o:>15s}" for o in others)
+        header = (
+            f"{'model alone, tokens/s':24s}{'flaubert-np':>12s}"
+            + "".join(f"{o:>13s}" for o in others)
+            + "".join(f"{'x ' + o:>15s}" for o in others)
+        )
         lines += [header + f"{'max|diff|':>11s}"]
         for b_, s in SHAPES:
             key = f"{b_}x{s}"
@@ -573,10 +598,15 @@ def table(report: dict) -> str:
             key = f"{b_}x{s}"
             ceiling = model["flaubert-np"]["shapes"][key]["matmul_only"]["tokens_per_s"]
             reached = model["flaubert-np"]["shapes"][key]["tokens_per_s"] / ceiling
-            lines.append(f"{'  ' + key:24s}{_fmt(ceiling):>12s}" + "".join(
-                f"{'':>13s}" for o in others) + "".join(
-                f"{_fmt(ceiling / model[o]['shapes'][key]['tokens_per_s'], 2):>15s}"
-                for o in others) + f"   flaubert-np reaches {100 * reached:.0f}% of it")
+            lines.append(
+                f"{'  ' + key:24s}{_fmt(ceiling):>12s}"
+                + "".join(f"{'':>13s}" for o in others)
+                + "".join(
+                    f"{_fmt(ceiling / model[o]['shapes'][key]['tokens_per_s'], 2):>15s}"
+                    for o in others
+                )
+                + f"   flaubert-np reaches {100 * reached:.0f}% of it"
+            )
         enc, cold = setting["encode"], setting["cold_start"]
         st = "sentence-transformers"
         lines += [
@@ -596,9 +626,11 @@ def table(report: dict) -> str:
         for fw in ENCODE_FRAMEWORKS:
             c_ = cold[fw]
             rest = c_["wall_s"] - c_["import_s"] - c_["load_s"] - c_["encode_s"]
-            lines.append(f"    {fw} cold start: import {c_['import_s']:.2f} s, load "
-                         f"{c_['load_s']:.2f} s, encode {c_['encode_s']:.2f} s, interpreter "
-                         f"start and exit {rest:.2f} s")
+            lines.append(
+                f"    {fw} cold start: import {c_['import_s']:.2f} s, load "
+                f"{c_['load_s']:.2f} s, encode {c_['encode_s']:.2f} s, interpreter "
+                f"start and exit {rest:.2f} s"
+            )
     return "\n".join(lines)
 
 
@@ -607,27 +639,57 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         return child_main(argv[1], argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="threads for every library (default: all cores)")
-    parser.add_argument("--workdir", type=Path,
-                        default=DEFAULT_WORKDIR,
-                        help="where the model is built and kept (default: %(default)s)")
-    parser.add_argument("--corpus", type=Path, default=STSB / "dev.csv",
-                        help="sentences to encode: STS .csv (first two columns) or a sentence a "
-                             "line (default: %(default)s)")
-    parser.add_argument("--size", choices=sorted(SIZES), default="base",
-                        help="model dimensions: FlauBERT base, or tiny for tests")
-    parser.add_argument("--settings", choices=("both", "as-is", "unset"), default="both",
-                        help="OpenBLAS settings to run: the environment as it is, with "
-                             "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 256 sentences, 2 repeats of each shape, 1 of encode, one "
-                             "cold start each")
-    parser.add_argument("--no-onnxruntime", dest="onnxruntime", action="store_false",
-                        help="leave ONNX Runtime out even if it is installed")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads for every library (default: all cores)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help="where the model is built and kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=STSB / "dev.csv",
+        help="sentences to encode: STS .csv (first two columns) or a sentence a "
+        "line (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="base",
+        help="model dimensions: FlauBERT base, or tiny for tests",
+    )
+    parser.add_argument(
+        "--settings",
+        choices=("both", "as-is", "unset"),
+        default="both",
+        help="OpenBLAS settings to run: the environment as it is, with "
+        "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 256 sentences, 2 repeats of each shape, 1 of encode, one cold start each",
+    )
+    parser.add_argument(
+        "--no-onnxruntime",
+        dest="onnxruntime",
+        action="store_false",
+        help="leave ONNX Runtime out even if it is installed",
+    )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the model")
-    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
-                        help="write the figures as JSON to PATH (alone: to stdout, no table)")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="write the figures as JSON to PATH (alone: to stdout, no table)",
+    )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
@@ -652,8 +714,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.append(("OPENBLAS_CORETYPE unset", True))
     if not as_is_differs:
         log("neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE is set here: one setting only")
-    results = [run_setting(args, name, unset, model_dir, built, args.corpus)
-               for name, unset in settings]
+    results = [
+        run_setting(args, name, unset, model_dir, built, args.corpus) for name, unset in settings
+    ]
 
     encode_np = results[0]["encode"]["flaubert-np"]
     report = {

@@ -75,8 +75,22 @@ def run_encode(model: str, corpus: Path, out: Path, workers: int) -> dict:
     """One encode subprocess: wall seconds, peak RSS (MiB), peak tree PSS (MiB)."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "flaubert_np.cli", "encode", "--model", model, "-i", str(corpus),
-           "-o", str(out), "--workers", str(workers), "--no-progress", "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flaubert_np.cli",
+        "encode",
+        "--model",
+        model,
+        "-i",
+        str(corpus),
+        "-o",
+        str(out),
+        "--workers",
+        str(workers),
+        "--no-progress",
+        "--overwrite",
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     peak_pss = 0
@@ -99,12 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-lines", type=int, nargs="*", default=[10_000, 200_000])
     parser.add_argument("--throughput-lines", type=int, default=20_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--unique", action="store_true",
-                        help="end each line with a word of its own (new words all along)")
+    parser.add_argument(
+        "--unique",
+        action="store_true",
+        help="end each line with a word of its own (new words all along)",
+    )
     args = parser.parse_args(argv)
 
-    print(f"model {args.model}; {os.cpu_count()} cores; unique words: {args.unique}; "
-          f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"model {args.model}; {os.cpu_count()} cores; unique words: {args.unique}; "
+        f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         work = Path(tmp)
         print("\n| input lines | workers | seconds | rows/s | peak RSS MiB | peak tree PSS MiB |")
@@ -113,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
             corpus = work / f"corpus-{n}.txt"
             write_corpus(corpus, n, args.unique)
             r = run_encode(args.model, corpus, work / f"rss-{n}.npy", 1)
-            print(f"| {n:,} | 1 | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | "
-                  f"{r['rss_mib']:.0f} | {r['pss_mib']:.0f} |", flush=True)
+            print(
+                f"| {n:,} | 1 | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | "
+                f"{r['rss_mib']:.0f} | {r['pss_mib']:.0f} |",
+                flush=True,
+            )
             (work / f"rss-{n}.npy").unlink()
         n = args.throughput_lines
         corpus = work / f"corpus-{n}.txt"
@@ -123,13 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             outputs[workers] = work / f"workers-{workers}.npy"
             r = run_encode(args.model, corpus, outputs[workers], workers)
-            print(f"| {n:,} | {workers} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | "
-                  f"{r['rss_mib']:.0f} | {r['pss_mib']:.0f} |", flush=True)
+            print(
+                f"| {n:,} | {workers} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | "
+                f"{r['rss_mib']:.0f} | {r['pss_mib']:.0f} |",
+                flush=True,
+            )
         first = outputs[args.workers[0]].read_bytes()
         for workers, path in list(outputs.items())[1:]:
             same = path.read_bytes() == first
-            print(f"\n--workers {workers} output byte-identical to --workers {args.workers[0]}: "
-                  f"{same}")
+            print(
+                f"\n--workers {workers} output byte-identical to --workers {args.workers[0]}: "
+                f"{same}"
+            )
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -38,11 +38,11 @@ def rankdata(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="stable")
     sorted_x = x[order]
     starts_group = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
-    group = np.cumsum(starts_group) - 1                 # tie group of each sorted position
-    first = np.flatnonzero(starts_group)                # 0-based position where each group starts
-    last = np.r_[first[1:], len(x)]                     # one past its end
+    group = np.cumsum(starts_group) - 1  # tie group of each sorted position
+    first = np.flatnonzero(starts_group)  # 0-based position where each group starts
+    last = np.r_[first[1:], len(x)]  # one past its end
     ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = ((first + 1 + last) / 2)[group]      # mean of the ranks first+1 .. last
+    ranks[order] = ((first + 1 + last) / 2)[group]  # mean of the ranks first+1 .. last
     return ranks
 
 
@@ -69,7 +69,8 @@ def _check_samples(x, y) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(
-            f"samples must be two 1-d arrays of one length, got {x.shape} and {y.shape}")
+            f"samples must be two 1-d arrays of one length, got {x.shape} and {y.shape}"
+        )
     if len(x) < 2:
         raise ValueError(f"correlation needs at least 2 pairs, got {len(x)}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
@@ -86,8 +87,10 @@ def read_sts_csv(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
     with open(path, encoding="utf-8", newline="") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             if len(row) != 3:
-                raise ValueError(f"{path}:{line_no}: expected 3 fields "
-                                 f"(sentence1,sentence2,score), got {len(row)}")
+                raise ValueError(
+                    f"{path}:{line_no}: expected 3 fields "
+                    f"(sentence1,sentence2,score), got {len(row)}"
+                )
             if line_no == 1 and row[2].strip().lower() in HEADER_NAMES:
                 continue
             try:
@@ -121,15 +124,18 @@ def fetch_hub_test_split() -> tuple[list[str], list[str], np.ndarray]:
         why = (f"the STS test split of {HUB_DATASET} is not in the Hugging Face cache and "
                f"{problem}" if problem else f"cannot download the STS test split of "
                f"{HUB_DATASET} from the Hugging Face Hub ({type(e).__name__})")  # fmt: skip
-        raise ValueError(f"{why}: pass --data PATH to an STS CSV such as "
-                         "tests/data/stsb-fr/dev.csv") from None
+        raise ValueError(
+            f"{why}: pass --data PATH to an STS CSV such as tests/data/stsb-fr/dev.csv"
+        ) from None
     finally:
         hub_logging.set_verbosity(verbosity)
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ValueError(f"reading {path} (parquet) needs pyarrow: `pip install pyarrow`, "
-                         "or pass --data PATH to an STS CSV") from None
+        raise ValueError(
+            f"reading {path} (parquet) needs pyarrow: `pip install pyarrow`, "
+            "or pass --data PATH to an STS CSV"
+        ) from None
     table = pq.read_table(path).to_pydict()
     scores = np.array(table["similarity_score"], dtype=np.float64)
     return list(table["sentence1"]), list(table["sentence2"]), scores
@@ -144,23 +150,32 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
 
 
-def evaluate(encoder, first: list[str], second: list[str], scores: np.ndarray,
-             batch_size: int = 32) -> dict[str, float]:
+def evaluate(
+    encoder, first: list[str], second: list[str], scores: np.ndarray, batch_size: int = 32
+) -> dict[str, float]:
     """Spearman and Pearson x 100 between the embeddings' cosine similarity and gold scores."""
-    cosine = paired_cosine(encoder.encode(first, batch_size=batch_size),
-                           encoder.encode(second, batch_size=batch_size))
-    return {"spearman": 100 * spearman(cosine, scores),
-            "pearson": 100 * pearson(cosine, scores),
-            "pairs": len(scores)}
+    cosine = paired_cosine(
+        encoder.encode(first, batch_size=batch_size), encoder.encode(second, batch_size=batch_size)
+    )
+    return {
+        "spearman": 100 * spearman(cosine, scores),
+        "pearson": 100 * pearson(cosine, scores),
+        "pairs": len(scores),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="demo",
-                        help="a name or path SentenceEncoder loads (default: demo)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="STS CSV sentence1,sentence2,score (default: the French test split "
-                             f"of {HUB_DATASET} from the Hugging Face Hub)")
+    parser.add_argument(
+        "--model", default="demo", help="a name or path SentenceEncoder loads (default: demo)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="STS CSV sentence1,sentence2,score (default: the French test split "
+        f"of {HUB_DATASET} from the Hugging Face Hub)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     if args.batch_size < 1:

@@ -111,12 +111,16 @@ def _peak_gflops(dim: int, ffn_dim: int) -> float:
 
 def report(result: dict) -> str:
     s = result["seconds"]
-    lines = [f"one run of {result['batch']} x {result['seq']} tokens on one core: "
-             f"{1e3 * s['total']:.1f} ms ({result['tokens_per_s']:,.0f} tokens/s)"]
+    lines = [
+        f"one run of {result['batch']} x {result['seq']} tokens on one core: "
+        f"{1e3 * s['total']:.1f} ms ({result['tokens_per_s']:,.0f} tokens/s)"
+    ]
     for stage in STAGES:
         lines.append(f"  {stage:16s}{1e3 * s[stage]:9.1f} ms {100 * s[stage] / s['total']:5.1f} %")
-    lines.append(f"matrix products at {result['products_gflops']:.0f} GFLOP/s; one large "
-                 f"product on this core: {result['peak_gflops']:.0f} GFLOP/s")
+    lines.append(
+        f"matrix products at {result['products_gflops']:.0f} GFLOP/s; one large "
+        f"product on this core: {result['peak_gflops']:.0f} GFLOP/s"
+    )
     return "\n".join(lines)
 
 
@@ -133,19 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.batch, args.seq, args.repeats) < 1:
         parser.error("--batch, --seq and --repeats must be >= 1")
     if args.model == str(BENCH_MODEL) and not BENCH_MODEL.is_dir():
-        parser.error(f"no model in {BENCH_MODEL}: run tools/bench.py once to build it, or pass "
-                     "--model")
+        parser.error(
+            f"no model in {BENCH_MODEL}: run tools/bench.py once to build it, or pass --model"
+        )
     folder = resolve_model_dir(args.model)
     if not (Path(folder) / "config.json").is_file():
-        parser.error(f"--model {args.model}: no config.json in {folder} (run tools/bench.py "
-                     "once to build its model, or pass a model folder)")
+        parser.error(
+            f"--model {args.model}: no config.json in {folder} (run tools/bench.py "
+            "once to build its model, or pass a model folder)"
+        )
     model = FlaubertModel.from_pretrained(folder)
     if args.seq > model.config.max_position_embeddings:
-        parser.error(f"--seq {args.seq}: this model has max_position_embeddings="
-                     f"{model.config.max_position_embeddings}")
+        parser.error(
+            f"--seq {args.seq}: this model has max_position_embeddings="
+            f"{model.config.max_position_embeddings}"
+        )
     if not blas._libraries():
-        parser.error("threadpoolctl finds no BLAS under NumPy: cannot run the products on one "
-                     "thread")
+        parser.error(
+            "threadpoolctl finds no BLAS under NumPy: cannot run the products on one thread"
+        )
     result = profile(model, args.batch, args.seq, args.repeats)
     print(json.dumps(result, indent=2) if args.json else report(result))
     return 0

@@ -46,9 +46,16 @@ OUT_DIR = ROOT / "flaubert_np" / "models" / "demo"
 
 # The files a sentence-transformers model directory needs; nothing else is shipped.
 SHIPPED = [
-    "README.md", "config.json", "model.safetensors", "vocab.json", "merges.txt",
-    "tokenizer_config.json", "modules.json", "sentence_bert_config.json",
-    "config_sentence_transformers.json", "1_Pooling/config.json",
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling/config.json",
 ]
 
 HPARAMS = {
@@ -100,8 +107,12 @@ def step(loss, model, optimizer, schedule) -> float:
 
 
 def mask_tokens(
-    input_ids: torch.Tensor, special: torch.Tensor, mask_index: int, n_words: int,
-    probability: float, generator: torch.Generator,
+    input_ids: torch.Tensor,
+    special: torch.Tensor,
+    mask_index: int,
+    n_words: int,
+    probability: float,
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: choose `probability` of the non-special tokens; 80% of them become the mask
     token, 10% a random token, 10% stay."""
@@ -115,8 +126,9 @@ def mask_tokens(
     return inputs, labels
 
 
-def length_batches(lengths: list[int], batch_size: int,
-                   generator: torch.Generator) -> list[list[int]]:
+def length_batches(
+    lengths: list[int], batch_size: int, generator: torch.Generator
+) -> list[list[int]]:
     """One epoch of batches of indices, shuffled, of similar lengths within a batch.
 
     Random batches of these short sentences would be two-thirds padding: shuffle, sort each
@@ -126,8 +138,8 @@ def length_batches(lengths: list[int], batch_size: int,
     window = 50 * batch_size
     batches = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
@@ -147,12 +159,22 @@ def pretrain_mlm(sentences: list[str], tokenizer, hp: dict, work: Path) -> Path:
     from transformers import FlaubertConfig, FlaubertWithLMHeadModel
 
     config = FlaubertConfig(
-        vocab_size=len(tokenizer), emb_dim=hp["emb_dim"], n_layers=hp["n_layers"],
-        n_heads=hp["n_heads"], max_position_embeddings=hp["max_seq_length"],
-        embed_init_std=hp["emb_dim"] ** -0.5, layer_norm_eps=1e-12, dropout=0.1,
-        attention_dropout=0.1, gelu_activation=True, pre_norm=False, n_langs=1,
-        pad_index=tokenizer.pad_token_id, unk_index=tokenizer.unk_token_id,
-        mask_index=tokenizer.mask_token_id, bos_index=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        emb_dim=hp["emb_dim"],
+        n_layers=hp["n_layers"],
+        n_heads=hp["n_heads"],
+        max_position_embeddings=hp["max_seq_length"],
+        embed_init_std=hp["emb_dim"] ** -0.5,
+        layer_norm_eps=1e-12,
+        dropout=0.1,
+        attention_dropout=0.1,
+        gelu_activation=True,
+        pre_norm=False,
+        n_langs=1,
+        pad_index=tokenizer.pad_token_id,
+        unk_index=tokenizer.unk_token_id,
+        mask_index=tokenizer.mask_token_id,
+        bos_index=tokenizer.bos_token_id,
         eos_index=tokenizer.sep_token_id,
     )
     torch.manual_seed(hp["seed"])  # weight init and dropout; masking and batches use `generator`
@@ -163,24 +185,33 @@ def pretrain_mlm(sentences: list[str], tokenizer, hp: dict, work: Path) -> Path:
     lengths = [len(ids) for ids in encoded]
     steps_per_epoch = len(length_batches(lengths, hp["mlm_batch_size"], torch.Generator()))
     total = hp["mlm_epochs"] * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["mlm_lr"],
-                                  weight_decay=hp["weight_decay"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=hp["mlm_lr"], weight_decay=hp["weight_decay"]
+    )
     schedule = linear_schedule(optimizer, total, hp["warmup"])
     model.train()
     for epoch in range(hp["mlm_epochs"]):
         running = 0.0
         for batch in length_batches(lengths, hp["mlm_batch_size"], generator):
             ids, mask = pad_batch([encoded[i] for i in batch], config.pad_index)
-            inputs, labels = mask_tokens(ids, torch.isin(ids, special_ids), config.mask_index,
-                                         config.vocab_size, hp["mlm_probability"], generator)
+            inputs, labels = mask_tokens(
+                ids,
+                torch.isin(ids, special_ids),
+                config.mask_index,
+                config.vocab_size,
+                hp["mlm_probability"],
+                generator,
+            )
             hidden = model.transformer(input_ids=inputs, attention_mask=mask)[0]
             # the vocabulary projection is the costliest layer: apply it to masked tokens only
             predicted = labels != -100
-            logits = model.pred_layer.proj(hidden[predicted])     # [n_masked, n_words]
+            logits = model.pred_layer.proj(hidden[predicted])  # [n_masked, n_words]
             loss = torch.nn.functional.cross_entropy(logits, labels[predicted])
             running += step(loss, model, optimizer, schedule)
-        print(f"  mlm epoch {epoch + 1}/{hp['mlm_epochs']}: loss {running / steps_per_epoch:.3f}",
-              flush=True)
+        print(
+            f"  mlm epoch {epoch + 1}/{hp['mlm_epochs']}: loss {running / steps_per_epoch:.3f}",
+            flush=True,
+        )
     encoder_dir = work / "encoder"
     model.transformer.save_pretrained(encoder_dir)
     tokenizer.save_pretrained(encoder_dir)
@@ -203,19 +234,24 @@ def finetune_sts(encoder_dir: Path, hp: dict):
     generator = torch.Generator().manual_seed(hp["seed"] + 1)
     lengths = [max(len(a), len(b)) for a, b in zip(first, second, strict=True)]  # in characters
     steps_per_epoch = len(length_batches(lengths, hp["sts_batch_size"], torch.Generator()))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["sts_lr"],
-                                  weight_decay=hp["weight_decay"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=hp["sts_lr"], weight_decay=hp["weight_decay"]
+    )
     schedule = linear_schedule(optimizer, hp["sts_epochs"] * steps_per_epoch, hp["warmup"])
     model.train()
     for epoch in range(hp["sts_epochs"]):
         running = 0.0
         for batch in length_batches(lengths, hp["sts_batch_size"], generator):
-            features = [model.preprocess([first[i] for i in batch]),
-                        model.preprocess([second[i] for i in batch])]
+            features = [
+                model.preprocess([first[i] for i in batch]),
+                model.preprocess([second[i] for i in batch]),
+            ]
             loss = loss_fn(features, targets[batch])
             running += step(loss, model, optimizer, schedule)
-        print(f"  sts epoch {epoch + 1}/{hp['sts_epochs']}: loss {running / steps_per_epoch:.4f}",
-              flush=True)
+        print(
+            f"  sts epoch {epoch + 1}/{hp['sts_epochs']}: loss {running / steps_per_epoch:.4f}",
+            flush=True,
+        )
     model.eval()
     return model
 
@@ -225,8 +261,15 @@ def score_dev(model) -> dict[str, float]:
     return evaluate(model, *read_sts_csv(DEV_CSV))
 
 
-def model_card(hp: dict, n_sentences: int, n_words: int, n_params: int, size_mb: float,
-               seconds: dict[str, float], dev: dict[str, float]) -> str:
+def model_card(
+    hp: dict,
+    n_sentences: int,
+    n_words: int,
+    n_params: int,
+    size_mb: float,
+    seconds: dict[str, float],
+    dev: dict[str, float],
+) -> str:
     d = hp["emb_dim"]
     return f"""\
 # demo: a tiny French sentence-embedding model for flaubert-np
@@ -250,12 +293,12 @@ or `flaubert-np similarity "Une phrase." "Une autre phrase."` (`demo` is the def
 
 ## Measured score
 
-French STS benchmark, **dev** split ({dev['pairs']} pairs): correlation between the cosine
+French STS benchmark, **dev** split ({dev["pairs"]} pairs): correlation between the cosine
 similarity of the two sentence embeddings and the gold score.
 
 | Spearman x 100 | Pearson x 100 |
 |---|---|
-| {dev['spearman']:.2f} | {dev['pearson']:.2f} |
+| {dev["spearman"]:.2f} | {dev["pearson"]:.2f} |
 
 Measured with `python tools/eval_sts.py --model demo --data tests/data/stsb-fr/dev.csv`. No other
 figure is claimed: the model was not evaluated on the test split nor on any other task. The dev
@@ -264,14 +307,14 @@ runs scored on it.
 
 ## Architecture
 
-- FlauBERT encoder (transformers' `FlaubertModel`): {hp['n_layers']} layers, {hp['n_heads']} \
+- FlauBERT encoder (transformers' `FlaubertModel`): {hp["n_layers"]} layers, {hp["n_heads"]} \
 heads, hidden size {d}, feed-forward {4 * d}, GELU, post-norm, learnt positions (at most \
-{hp['max_seq_length']} tokens).
+{hp["max_seq_length"]} tokens).
 - {n_params:,} parameters: {size_mb:.1f} MB of float32 safetensors.
 - Vocabulary: {n_words:,} BPE tokens, lowercased, in FlauBERT's format (Moses tokenization,
   `vocab.json` + `merges.txt`).
 - Sentence embedding: mean pooling of the last layer, {d} dimensions; `max_seq_length` \
-{hp['max_seq_length']}.
+{hp["max_seq_length"]}.
 
 ## Training
 
@@ -280,21 +323,21 @@ May (https://github.com/PhilipMay/stsb-multi-mt), machine-translated with DeepL 
 benchmark of Cer et al. (2017). Scores licensed CC BY-SA 4.0; the sentences keep the licenses of
 the original STS benchmark sources. See `tests/data/stsb-fr/README.md`.
 
-1. BPE: {hp['bpe_merges']:,} merges learnt by `tools/learn_bpe.py` from the {n_sentences:,} \
+1. BPE: {hp["bpe_merges"]:,} merges learnt by `tools/learn_bpe.py` from the {n_sentences:,} \
 unique train sentences, lowercased.
 2. Masked-language-model pre-training (`FlaubertWithLMHeadModel`) on the same sentences: \
-{hp['mlm_epochs']} epochs, batch {hp['mlm_batch_size']}, {hp['mlm_probability']:.0%} of the \
+{hp["mlm_epochs"]} epochs, batch {hp["mlm_batch_size"]}, {hp["mlm_probability"]:.0%} of the \
 tokens predicted (80% replaced by `<special1>`, 10% by a random token, 10% unchanged), AdamW \
-lr {hp['mlm_lr']:g}, dropout 0.1.
+lr {hp["mlm_lr"]:g}, dropout 0.1.
 3. Fine-tuning of encoder + mean pooling with sentence-transformers' `CosineSimilarityLoss` on \
-the train pairs (target cosine: gold score / 5): {hp['sts_epochs']} epochs, batch \
-{hp['sts_batch_size']} pairs, AdamW lr {hp['sts_lr']:g}.
+the train pairs (target cosine: gold score / 5): {hp["sts_epochs"]} epochs, batch \
+{hp["sts_batch_size"]} pairs, AdamW lr {hp["sts_lr"]:g}.
 
-Both phases: weight decay {hp['weight_decay']:g}, linear warm-up over {hp['warmup']:.0%} of the \
-steps then linear decay, batches of similar lengths. Seed {hp['seed']}, {hp['threads']} torch \
+Both phases: weight decay {hp["weight_decay"]:g}, linear warm-up over {hp["warmup"]:.0%} of the \
+steps then linear decay, batches of similar lengths. Seed {hp["seed"]}, {hp["threads"]} torch \
 thread, `torch.use_deterministic_algorithms(True)`. CPU time of the run that wrote these files: \
-{sum(seconds.values()) / 60:.1f} minutes (BPE {seconds['bpe']:.0f} s, pre-training \
-{seconds['mlm']:.0f} s, fine-tuning {seconds['sts']:.0f} s). Reproduce with:
+{sum(seconds.values()) / 60:.1f} minutes (BPE {seconds["bpe"]:.0f} s, pre-training \
+{seconds["mlm"]:.0f} s, fine-tuning {seconds["sts"]:.0f} s). Reproduce with:
 
 ```
 python tools/train_demo_model.py
@@ -309,8 +352,12 @@ shared under the same terms, with this attribution.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT_DIR,
-                        help=f"output directory (default: {OUT_DIR.relative_to(ROOT)})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=OUT_DIR,
+        help=f"output directory (default: {OUT_DIR.relative_to(ROOT)})",
+    )
     args = parser.parse_args(argv)
     hp = dict(HPARAMS)
     deterministic_torch(hp["threads"])
@@ -324,9 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         start = time.process_time()
         print(f"BPE: {hp['bpe_merges']} merges on {len(sentences)} sentences", flush=True)
         learn_bpe(sentences, hp["bpe_merges"], work / "bpe", lowercase=True)
-        tokenizer = FlaubertTokenizer(str(work / "bpe" / "vocab.json"),
-                                      str(work / "bpe" / "merges.txt"), do_lowercase=True,
-                                      model_max_length=hp["max_seq_length"])
+        tokenizer = FlaubertTokenizer(
+            str(work / "bpe" / "vocab.json"),
+            str(work / "bpe" / "merges.txt"),
+            do_lowercase=True,
+            model_max_length=hp["max_seq_length"],
+        )
         seconds["bpe"] = time.process_time() - start
         print(f"  {len(tokenizer)} tokens, {seconds['bpe']:.0f} s CPU", flush=True)
 
@@ -344,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
         saved = work / "saved"
         model.save(str(saved), safe_serialization=True)
-        missing = [name for name in SHIPPED if name != "README.md" and
-                   not (saved / name).is_file()]
+        missing = [name for name in SHIPPED if name != "README.md" and not (saved / name).is_file()]
         if missing:
             raise SystemExit(f"train_demo_model.py: sentence-transformers did not write {missing}")
         dev = score_dev(model)
@@ -359,8 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             target = args.out / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(saved / name, target)
-    print(f"saved to {args.out}; dev spearman {dev['spearman']:.2f}, pearson "
-          f"{dev['pearson']:.2f}; {sum(seconds.values()) / 60:.1f} min CPU")
+    print(
+        f"saved to {args.out}; dev spearman {dev['spearman']:.2f}, pearson "
+        f"{dev['pearson']:.2f}; {sum(seconds.values()) / 60:.1f} min CPU"
+    )
     return 0
 
 

@@ -102,8 +102,10 @@ def render(model: str = MODEL, sentence: str = SENTENCE) -> tuple[str, str]:
     # -- layer 0, step by step: the inside of layers.attention and layers.ffn -------------------
     layer = params.layers[0]
     x = embeddings
-    q, k, v = (linear(x, lin) for lin in (layer.attention.q_lin, layer.attention.k_lin,
-                                          layer.attention.v_lin))  # [1, seq, dim] fmt: skip
+    q, k, v = (
+        linear(x, lin)
+        for lin in (layer.attention.q_lin, layer.attention.k_lin, layer.attention.v_lin)
+    )  # [1, seq, dim] fmt: skip
     qh, kh, vh = (split_heads(t, heads) for t in (q, k, v))  # [1, heads, seq, head_dim]
     scores = (qh / np.float32(math.sqrt(head_dim))) @ kh.transpose(0, 1, 3, 2)
     weights = masked_softmax(scores, attention_keep(inputs.mask, cfg.causal))  # [1, heads, s, s]
