@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -251,7 +251,8 @@ class Buffers:
                    normed=np.empty((n if config.pre_norm else 0, dim), F32))  # fmt: skip
 
 
-Product = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # (x, weight, out)
+Piece = tuple[np.ndarray, np.ndarray, np.ndarray]  # (x, weight, out): out <- x @ weight
+Product = Callable[..., None]  # product(*pieces): each piece's out <- x @ weight
 
 
 def encode_packed(
@@ -271,8 +272,8 @@ def encode_packed(
     buffers = Buffers.empty(len(x), config)
     eps = config.layer_norm_eps
 
-    def product(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
-        _blocked_matmul(x, weight, out, blocks, pool)
+    def product(*products: Piece) -> None:
+        _blocked_matmul(products, blocks, pool)
 
     for layer in params.layers:
         if config.pre_norm:  # x = x + attn(norm1(x)); x = x + ffn(norm2(x))
@@ -294,24 +295,31 @@ def encode_packed(
             layer_norm_(x, layer.layer_norm2, eps)
 
 
-def _blocked_matmul(
-    x: np.ndarray, weight: np.ndarray, out: np.ndarray, blocks: int, pool: Executor | None
-) -> None:
-    """out <- x @ weight in `blocks` column blocks, side by side on `pool` if given; in one
-    piece below SPLIT_PRODUCTS multiply-adds (a rule of the shapes, not of the threads)."""
-    if blocks == 1 or len(x) * weight.size < SPLIT_PRODUCTS:
-        matmul_(x, weight, out)
-        return
-    bounds = np.linspace(0, out.shape[1], blocks + 1).astype(int)
-    pieces = [(x, weight[:, a:b], out[:, a:b]) for a, b in itertools.pairwise(bounds)]
+def _blocked_matmul(products: Sequence[Piece], blocks: int, pool: Executor | None) -> None:
+    """out <- x @ weight for each (x, weight, out), in `blocks` column blocks; a product below
+    SPLIT_PRODUCTS multiply-adds in one piece (a rule of the shapes, not of the threads). On
+    `pool`, one job per block does that block of every product: one hand-off for q, k and v."""
+    jobs: list[list[Piece]] = [[] for _ in range(blocks)]
+    for x, weight, out in products:
+        if blocks == 1 or len(x) * weight.size < SPLIT_PRODUCTS:
+            jobs[0].append((x, weight, out))
+            continue
+        bounds = np.linspace(0, out.shape[1], blocks + 1).astype(int)
+        for job, (a, b) in zip(jobs, itertools.pairwise(bounds), strict=True):
+            job.append((x, weight[:, a:b], out[:, a:b]))
     if pool is None:
-        for piece in pieces:
-            matmul_(*piece)
+        for job in jobs:
+            _matmuls(job)
         return
-    jobs = [pool.submit(matmul_, *piece) for piece in pieces[1:]]
-    matmul_(*pieces[0])
-    for job in jobs:
-        job.result()
+    futures = [pool.submit(_matmuls, job) for job in jobs[1:] if job]
+    _matmuls(jobs[0])
+    for future in futures:
+        future.result()
+
+
+def _matmuls(pieces: list[Piece]) -> None:
+    for x, weight, out in pieces:
+        matmul_(x, weight, out)
 
 
 def _attention_branch(
@@ -325,14 +333,14 @@ def _attention_branch(
     """buffers.branch <- out_lin(attention(x)), without out_lin's bias."""
     att, qkv, dim = layer.attention, buffers.qkv, x.shape[1]
     # q, k and v straight into their columns of one buffer (an `out=` view is fine for BLAS).
-    for i, lin in enumerate((att.q_lin, att.k_lin, att.v_lin)):
-        columns = qkv[:, i * dim : (i + 1) * dim]
-        product(x, lin.weight, columns)
-        columns += lin.bias
+    lins = (att.q_lin, att.k_lin, att.v_lin)
+    product(*[(x, lin.weight, qkv[:, i * dim : (i + 1) * dim]) for i, lin in enumerate(lins)])
+    for i, lin in enumerate(lins):
+        qkv[:, i * dim : (i + 1) * dim] += lin.bias
     qkv[:, :dim] *= F32(1 / math.sqrt(dim // config.n_heads))  # q / √head_dim, as transformers
     for starts, length in groups:
         attention_(qkv, buffers.context, starts, length, config.n_heads, config.causal)
-    product(buffers.context, att.out_lin.weight, buffers.branch)
+    product((buffers.context, att.out_lin.weight, buffers.branch))
 
 
 def _ffn_branch(
@@ -344,9 +352,9 @@ def _ffn_branch(
     for lo in range(0, len(x), len(hidden)):
         hi = min(lo + len(hidden), len(x))
         h = hidden[: hi - lo]
-        product(x[lo:hi], ff.lin1.weight, h)
+        product((x[lo:hi], ff.lin1.weight, h))
         activation(h, ff.lin1.bias)
-        product(h, ff.lin2.weight, branch[lo:hi])
+        product((h, ff.lin2.weight, branch[lo:hi]))
 
 
 def _residual(x: np.ndarray, branch: np.ndarray, bias: np.ndarray) -> None:

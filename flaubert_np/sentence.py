@@ -62,9 +62,9 @@ SBERT_CONFIG_NAMES = (
 )
 # encode_document's prompt: the first of these the model has, as sentence-transformers.
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
-# encode(): consecutive batches share one forward pass up to this many real tokens. FlauBERT base,
-# 2 cores: 1,250 tokens/s in passes of one 32-sentence batch of STS sentences (~400 tokens),
-# 1,490 in passes of ~2,000 tokens; beyond, no further gain.
+# encode(): consecutive batches share one forward pass up to this many real tokens: a 32-sentence
+# batch of short sentences is too small a pass to keep the cores busy; beyond ~2,000 tokens, no
+# further gain (docs/performance.md).
 TOKENS_PER_PASS = 2048
 
 

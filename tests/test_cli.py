@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import place_in_hub_cache
 
-from flaubert_np.cli import PROGRESS_MIN_TEXTS
+from flaubert_np.arguments import PROGRESS_MIN_TEXTS
 from flaubert_np.sentence import SentenceEncoder
 from flaubert_np.similarity import cos_sim
 

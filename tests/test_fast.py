@@ -287,11 +287,11 @@ def test_products_in_column_blocks_are_the_product(rows, monkeypatch):
     with ThreadPoolExecutor(2) as pool:
         for blocks in (2, 3):
             outs = [np.full((rows, 50), np.nan, np.float32) for _ in range(2)]
-            fast._blocked_matmul(x, weight, outs[0], blocks, None)
-            fast._blocked_matmul(x, weight, outs[1], blocks, pool)
+            fast._blocked_matmul([(x, weight, outs[0])], blocks, None)
+            fast._blocked_matmul([(x, weight, outs[1])], blocks, pool)
             assert np.array_equal(outs[0], outs[1])
             assert np.abs(outs[0] - expected).max() <= 1e-5
     assert len(calls) == 2 * (2 + 3)
     monkeypatch.setattr(fast, "SPLIT_PRODUCTS", rows * weight.size + 1)  # too small to cut
-    fast._blocked_matmul(x, weight, outs[0], 2, None)
+    fast._blocked_matmul([(x, weight, outs[0])], 2, None)
     assert len(calls) == 2 * (2 + 3) + 1

@@ -18,7 +18,8 @@ import pytest
 
 from flaubert_np import stream
 from flaubert_np.embedding_function import EmbeddingFunction
-from flaubert_np.stream import InputSpec, StreamError, encode_file
+from flaubert_np.lines import StreamError
+from flaubert_np.stream import encode_file
 from flaubert_np.workers import WorkerError
 
 CHUNK = 64
@@ -62,51 +63,6 @@ def test_output_is_the_encoder_on_each_chunk(reference, corpus, fn):
     assert buffer.getvalue() == data
     # Chunking changes how sentences are batched (padding), not what they mean:
     np.testing.assert_allclose(embeddings, fn(texts), rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    ("raw", "field", "kind", "reason"),
-    [
-        (b"\n", None, "blank", "blank line"),
-        (b" \t\r\n", None, "blank", "blank line"),
-        (b"caf\xe9\n", None, "invalid", "not UTF-8 (byte 3)"),
-        (b"\n", "text", "invalid", "blank line, no JSON"),
-        (
-            b"{bad json}\n",
-            "text",
-            "invalid",
-            "invalid JSON (Expecting property name enclosed in double quotes at column 2)",
-        ),
-        (b"[1, 2]\n", "text", "invalid", "not a JSON object (array)"),
-        (b'{"id": 1}\n', "text", "invalid", "no field 'text'"),
-        (b'{"text": 3, "id": 1}\n', "text", "invalid", "field 'text' is not a string (number)"),
-        (b'{"text": " ", "id": 1}\n', "text", "blank", "field 'text' is blank"),
-        (b'{"text": "Oui."}\n', "text", "invalid", "no field 'id'"),
-        (
-            b'{"text": "Oui.", "id": [1]}',
-            "text",
-            "invalid",
-            "field 'id' is not a string or an integer (array)",
-        ),
-        (
-            b'{"text": "Oui.", "id": true}',
-            "text",
-            "invalid",
-            "field 'id' is not a string or an integer (boolean)",
-        ),
-    ],
-)
-def test_problem_lines_have_a_kind_and_a_reason(raw, field, kind, reason):
-    spec = InputSpec(field, "id" if field else None)
-    assert stream.classify(raw, spec)[2:] == (kind, reason)
-
-
-def test_valid_lines():
-    assert stream.classify(b"  Bonjour. \r\n", InputSpec()) == ("  Bonjour. ", None, None, "")
-    assert stream.classify("Déjà vu\n".encode(), InputSpec())[:3] == ("Déjà vu", None, None)
-    spec = InputSpec("phrase", "id")
-    assert stream.classify(b'{"phrase": "Oui.", "id": "a7"}', spec)[:3] == ("Oui.", "a7", None)
-    assert stream.classify(b'{"phrase": "Non.", "id": 12}\n', spec)[:3] == ("Non.", 12, None)
 
 
 def test_default_rules_keep_blank_texts_in_place(tmp_path, fn):
