@@ -300,7 +300,6 @@ class Service:
                     for k, v in asdict(self.settings).items()
                     if k not in ("served_model_name", "api_key")
                 },
-                "max_word_chars": inputs.MAX_WORD_CHARS,
             }
         )
 

@@ -2,7 +2,8 @@
 batcher joins texts of several requests), with the bounds that keep a request's work small.
 
 This runs in a worker thread, never on the event loop: the tokenizer (Moses, then BPE) is pure
-Python, and a 2 MB request keeps it busy for seconds.
+Python, and a 2 MB request keeps it busy for seconds (BPE is O(n log n) in a word's length, so
+even a 2 MB word without a space is tokenized in a few seconds: docs/serving.md).
 """
 
 from __future__ import annotations
@@ -14,26 +15,11 @@ import numpy as np
 from flaubert_np.sentence import SentenceEncoder
 from flaubert_np.serve.schemas import ApiError
 
-# BPE's cost grows with the square of a word's length: a long run of characters without spaces
-# (random data, a base64 blob) is refused rather than tokenized. No French word comes near it.
-MAX_WORD_CHARS = 1000
-
 
 @dataclass
 class Tokenized:
     features: list[dict[str, np.ndarray]]  # one per text: tokenize's arrays, [1, n_tokens]
     tokens: int  # real tokens of all the texts, as embedded (after truncation)
-
-
-def _check_words(text: str, where: str) -> None:
-    longest = max(map(len, text.split()), default=0)
-    if longest > MAX_WORD_CHARS:
-        raise ApiError(
-            413,
-            f"'{where}' has a run of {longest} characters without a space; the "
-            f"limit is {MAX_WORD_CHARS}",
-            param=where.split("[")[0],
-        )
 
 
 def _model_text(encoder: SentenceEncoder, text: str) -> str:
@@ -52,8 +38,6 @@ def tokenize(
 ) -> Tokenized:
     """Each text's model inputs, the prompt prepended. Without `truncate`, a text longer than
     max_seq_length is refused (413, with its length), as TEI does."""
-    for i, text in enumerate(texts):
-        _check_words(text, _where(field, i, texts))
     batch = encoder.tokenize([prompt + text for text in texts])  # one call: far less overhead
     real = batch["attention_mask"] != 0  # [n, seq]
     lengths = real.sum(axis=1)
@@ -85,8 +69,7 @@ def token_lists(
     truncated."""
     special = set(encoder.tokenizer.all_special_ids)
     out = []
-    for i, text in enumerate(texts):
-        _check_words(text, _where(field, i, texts))
+    for text in texts:
         ids = encoder.tokenizer.encode(
             _model_text(encoder, text), add_special_tokens=add_special_tokens
         )
