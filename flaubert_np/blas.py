@@ -1,4 +1,4 @@
-"""BLAS threads, through threadpoolctl: how many, one-thread sections, and the cores we have.
+"""BLAS threads, through threadpoolctl: how many, one-thread sections, and a pool to use them.
 
 fast.py computes every product on single-threaded BLAS (so that no result depends on the thread
 count) and spreads the work over threads of its own, as many as BLAS would use: its thread count
@@ -28,13 +28,6 @@ def _libraries() -> list[Any]:
     from threadpoolctl import ThreadpoolController
 
     return list(ThreadpoolController().select(user_api="blas").lib_controllers)
-
-
-def cores() -> int:
-    """The CPUs this process may run on (its affinity, else the machine's), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def threads() -> int:

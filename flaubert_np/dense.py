@@ -51,13 +51,13 @@ class Dense:
         )
         name = activation.rsplit(".", 1)[-1]
         if not activation.startswith("torch.") or name not in ACTIVATIONS:
-            raise ValueError(
+            raise ModelFileError(
                 f"{config_file}: Dense activation '{activation}' is not supported "
                 f"(flaubert-np runs {', '.join(ACTIVATIONS)})"
             )
         for key in ("module_input_name", "module_output_name"):
             if config.get(key, "sentence_embedding") not in (None, "sentence_embedding"):
-                raise ValueError(f"{config_file}: Dense {key} {config[key]!r} is not supported")
+                raise ModelFileError(f"{config_file}: Dense {key} {config[key]!r} is not supported")
         n_in, n_out = (field(config, k, int, config_file) for k in ("in_features", "out_features"))
         if n_in is None or n_out is None:
             raise ModelFileError(f"{config_file}: in_features and out_features are required")
@@ -71,9 +71,9 @@ class Dense:
             expected["residual.weight"] = (n_out, n_in)
         for key, shape in expected.items():
             if key not in tensors:
-                raise ValueError(f"{folder}: Dense weights have no tensor '{key}'")
+                raise ModelFileError(f"{folder}: Dense weights have no tensor '{key}'")
             if tensors[key].shape != shape:
-                raise ValueError(
+                raise ModelFileError(
                     f"{folder}: Dense tensor '{key}' has shape {tensors[key].shape}, "
                     f"expected {shape} from {config_file.name}"
                 )

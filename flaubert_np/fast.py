@@ -1,10 +1,11 @@
 """The fast forward pass: model.py's arithmetic, rearranged for speed on CPU.
 
-`FlaubertModel.__call__` runs it unless hidden states, attention maps or a trace are asked for;
-model.py's `forward` stays the reference, and tests/test_fast.py holds this one to it (and to
-transformers) within 1e-5. FlauBERT base spends most of its time in matrix products, which BLAS
-already does well; everything here is about the rest (docs/forward.md: why, and what was
-measured and left out):
+`FlaubertModel.__call__` runs it unless hidden states, attention maps or a trace are asked for,
+`reference=True` is passed, or `supports` declines the batch (a causal model with padding before
+a real token); model.py's `forward` stays the reference, and tests/test_fast.py holds this one
+to it (and to transformers) within 1e-5. FlauBERT base spends most of its time in matrix
+products, which BLAS already does well; everything here is about the rest (docs/forward.md:
+why, and what was measured and left out):
 
 1. No padding. The real tokens of the batch are packed into one [n_tokens, dim] matrix; every
    linear layer, layer norm and GELU runs on real tokens only, and attention runs per group of
@@ -34,8 +35,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +44,9 @@ from flaubert_np import blas
 from flaubert_np.config import FlaubertConfig
 from flaubert_np.inputs import ModelInputs
 from flaubert_np.params import FlaubertParams, Layer, LayerNorm
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 F32 = np.float32
 F32_MIN = np.finfo(np.float32).min  # what transformers fills masked attention scores with
@@ -211,10 +215,11 @@ def forward(params: FlaubertParams, config: FlaubertConfig, inputs: ModelInputs)
 
 
 def split(lengths: np.ndarray) -> list[tuple[slice, slice]]:
-    """Cut a batch into runs of whole sentences, (packed rows, sentences) per run: a power of
-    two of them (2, 4, 8, ...: as many as fit RUN_TOKENS tokens or more each, at least two), so
-    that they share out evenly over 2, 4, 8 ... cores. No run without a real token; one run for
-    one sentence (attention needs all its tokens at once).
+    """Cut a batch into runs of whole sentences, (packed rows, sentences) per run: aiming at a
+    power of two of them (2, 4, 8, ...: as many as fit RUN_TOKENS tokens or more each, at least
+    two), so that they share out evenly over 2, 4, 8 ... cores; fewer when a long sentence spans
+    several cut points (the cuts fall on sentence boundaries). No run without a real token; one
+    run for one sentence (attention needs all its tokens at once).
 
     A rule of the batch alone: BLAS may give a row other last bits in a product with another
     number of rows, so the runs must not depend on the number of threads.

@@ -126,8 +126,11 @@ def inside(root: str | Path, relative: str | Path, what: str) -> Path:
     real_root = root.resolve()
     allowed = [real_root]
     parts = real_root.parts
-    if "snapshots" in parts:  # <repo>/snapshots/<rev>/...: files link to <repo>/blobs/
-        allowed.append(Path(*parts[: parts.index("snapshots")]) / "blobs")
+    # The Hub cache: <cache>/models--org--name/snapshots/<rev>/..., files linked to the repo's
+    # blobs/ (the last "snapshots" of the path: the cache itself may sit under such a name).
+    at = max((i for i, part in enumerate(parts) if part == "snapshots"), default=0)
+    if at and parts[at - 1].startswith(("models--", "datasets--", "spaces--")):
+        allowed.append(Path(*parts[:at]) / "blobs")
     target = path.resolve()
     if not any(target == a or a in target.parents for a in allowed):
         raise ModelFileError(

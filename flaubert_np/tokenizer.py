@@ -37,10 +37,19 @@ from flaubert_np.added_tokens import (
     split_on_added_tokens,
 )
 from flaubert_np.bpe import bpe, read_merges
-from flaubert_np.files import ModelFileError, read_json, read_json_object
+from flaubert_np.files import ModelFileError, field, read_json, read_json_object
 from flaubert_np.moses import moses_words
 from flaubert_np.padding import pad, padding_truncation_strategies, truncate_sequences
 
+# tokenizer_config.json keys and the JSON types they must have (checked before use).
+_CONFIG_TYPES = {
+    "do_lowercase": bool,
+    "split_special_tokens": bool,
+    "clean_up_tokenization_spaces": bool,
+    "padding_side": str,
+    "truncation_side": str,
+    "model_input_names": list,
+}
 VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
 WORD_CACHE_SIZE = 20_000  # words whose BPE pieces and ids are cached (see _remember)
 MAX_CACHED_WORD_LENGTH = 100  # characters; a longer word is not cached
@@ -160,9 +169,17 @@ class FlaubertTokenizer:
                 f"{model_dir / 'vocab.json'}: expected an object of token -> int id"
             )
         config = optional_json("tokenizer_config.json") or {}
-        named, extras, added = special_and_added_tokens(
-            config, optional_json("special_tokens_map.json"), optional_json("added_tokens.json")
-        )
+        config_file = model_dir / "tokenizer_config.json"
+        for key, kind in _CONFIG_TYPES.items():  # a wrong type names the file and the key
+            field(config, key, kind, config_file)
+        try:
+            named, extras, added = special_and_added_tokens(
+                config, optional_json("special_tokens_map.json"), optional_json("added_tokens.json")
+            )
+        except ModelFileError:
+            raise
+        except ValueError as e:  # its message names the file within the folder
+            raise ModelFileError(f"{model_dir}: {e}") from None
         if do_lowercase is None:
             do_lowercase = config.get("do_lowercase", False)
             # flaubert/flaubert_base_uncased says "do_lower_case", a name transformers ignores
@@ -176,7 +193,10 @@ class FlaubertTokenizer:
                 )
         max_length = config.get("model_max_length", config.get("max_len"))
         if max_length is not None and (not isinstance(max_length, int) or max_length < 0):
-            raise ValueError(f"tokenizer_config.json: model_max_length {max_length!r} is invalid")
+            raise ModelFileError(f"{config_file}: model_max_length {max_length!r} is invalid")
+        for key in ("padding_side", "truncation_side"):
+            if config.get(key, "right") not in ("right", "left"):
+                raise ModelFileError(f"{config_file}: {key} must be 'right' or 'left'")
         return cls(
             vocab,
             read_merges(model_dir / "merges.txt"),

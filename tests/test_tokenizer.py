@@ -587,3 +587,33 @@ def test_missing_bos_or_unknown_token_gives_a_clear_error(bpe_vocab_dirs, tmp_pa
     assert ref.convert_ids_to_tokens(10**6) is None
     with pytest.raises(ValueError, match=r"id 1000000 is in neither.*no unknown token"):
         no_unk.decode([5, 10**6])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("do_lowercase", "yes", "do_lowercase must be true or false, found a string"),
+        ("padding_side", "middle", "padding_side must be 'right' or 'left'"),
+        ("truncation_side", 3, "truncation_side must be a string, found an integer"),
+        ("model_input_names", 5, "model_input_names must be a list, found an integer"),
+        ("model_max_length", -1, "model_max_length -1 is invalid"),
+        ("added_tokens_decoder", [1], "added_tokens_decoder must be an object"),
+    ],
+)
+def test_a_bad_tokenizer_config_is_a_model_file_error_naming_it(tmp_path, key, value, message):
+    """Every bad value of tokenizer_config.json: one ModelFileError that names the file's folder
+    (and the file), never a TypeError from deep inside."""
+    import json
+    import shutil
+
+    from flaubert_np import hub
+    from flaubert_np.files import ModelFileError
+
+    folder = tmp_path / "tok"
+    shutil.copytree(hub.PACKAGE_DIR / "models" / "demo", folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config[key] = value
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ModelFileError) as error:
+        FlaubertTokenizer.from_pretrained(folder)
+    assert str(error.value).startswith(str(folder)) and message in str(error.value)

@@ -277,7 +277,7 @@ class Service:
         body = await self._body(request)
         texts, _, special = schemas.parse_tei_tokenize(body, self.settings.max_client_batch_size)
         request.state.inputs = len(texts)
-        tokens = await run_in_threadpool(inputs.token_lists, self.encoder, texts, "inputs", special)
+        tokens = await run_in_threadpool(inputs.token_lists, self.encoder, texts, special)
         request.state.tokens = sum(map(len, tokens))
         return JSONResponse(tokens)
 

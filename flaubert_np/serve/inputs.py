@@ -63,7 +63,7 @@ def _where(field: str, i: int, texts: list[str]) -> str:
 
 
 def token_lists(
-    encoder: SentenceEncoder, texts: list[str], field: str, add_special_tokens: bool
+    encoder: SentenceEncoder, texts: list[str], add_special_tokens: bool
 ) -> list[list[dict]]:
     """TEI's /tokenize: each text's tokens (id, text, special), as the model sees the text, not
     truncated."""
