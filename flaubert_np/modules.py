@@ -29,22 +29,22 @@ SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 TOKEN_TYPE_IDS_SETTINGS = ("auto", "zeros", "none", True, False, None)
 
 
-def _module_kind(type_name: str) -> str:
+def _module_kind(type_name: str, source: Path) -> str:
     """'sentence_transformers.models.Pooling' (2.x-4.x) or '...modules.pooling.Pooling' (5+)."""
     kind = type_name.rsplit(".", 1)[-1]
     if not type_name.startswith("sentence_transformers.") or kind not in SUPPORTED_MODULES:
         raise ModelFileError(
-            f"modules.json: module type '{type_name}' is not supported "
+            f"{source}: module type '{type_name}' is not supported "
             f"(flaubert-np runs {', '.join(SUPPORTED_MODULES)})"
         )
     return kind
 
 
-def _module_path(entry: dict) -> str:
+def _module_path(entry: dict, source: Path) -> str:
     """A module's folder, relative to the model directory (and never outside it)."""
-    path = field(entry, "path", str, "modules.json", "").rstrip("/")
+    path = field(entry, "path", str, source, "").rstrip("/")
     if Path(path).is_absolute() or ".." in Path(path).parts:
-        raise ModelFileError(f"modules.json: module path '{path}' leaves the model directory")
+        raise ModelFileError(f"{source}: module path '{path}' leaves the model directory")
     return path
 
 
@@ -59,7 +59,8 @@ def read_modules(model_dir: Path) -> list[tuple[str, str | None]]:
     if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
         raise ModelFileError(f"{modules_file}: expected a list of modules")
     modules: list[tuple[str, str | None]] = [
-        (_module_kind(str(m.get("type"))), _module_path(m)) for m in entries
+        (_module_kind(str(m.get("type")), modules_file), _module_path(m, modules_file))
+        for m in entries
     ]
     for _, folder in modules:  # a module folder may not be a link out of the model folder
         inside(model_dir, folder or "", "module folder")

@@ -24,6 +24,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from flaubert_np import sentence
+from flaubert_np.files import ModelFileError
 from flaubert_np.modules import resolve_token_type_ids, transformer_dir
 from flaubert_np.sentence import SentenceEncoder
 from flaubert_np.tokenizer import FlaubertTokenizer
@@ -495,16 +496,20 @@ def edit_json(path: Path, edit) -> None:
 def test_unsupported_module_type_is_named(tmp_path, module_type):
     model_dir = copy_model(GOLDENS / "model", tmp_path)
     edit_json(model_dir / "modules.json", lambda m: m[1].update(type=module_type))
-    with pytest.raises(ValueError, match=f"module type '{module_type}' is not supported"):
+    with pytest.raises(ModelFileError, match=f"module type '{module_type}' is not supported") as e:
         SentenceEncoder.from_pretrained(model_dir)
+    assert str(e.value).startswith(f"{model_dir / 'modules.json'}: ")
 
 
 @pytest.mark.parametrize("path", ["../elsewhere", "/etc"])
 def test_module_paths_stay_inside_the_model(tmp_path, path):
     model_dir = copy_model(GOLDENS / "model", tmp_path)
     edit_json(model_dir / "modules.json", lambda m: m[1].update(path=path))
-    with pytest.raises(ValueError, match=f"module path '{path}' leaves the model directory"):
+    with pytest.raises(
+        ModelFileError, match=f"module path '{path}' leaves the model directory"
+    ) as e:
         SentenceEncoder.from_pretrained(model_dir)
+    assert str(e.value).startswith(f"{model_dir / 'modules.json'}: ")
 
 
 def test_modules_in_an_unexpected_order(tmp_path):
