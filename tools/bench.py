@@ -731,13 +731,18 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_start": start_load, "loadavg_end": loadavg(),
         "settings": results,
     }  # fmt: skip
-    if args.json is None or args.json != "-":
-        print(table(report))
-    if args.json == "-":
-        print(json.dumps(report, indent=2))
-    elif args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_report(report, table(report), args.json)
     return 0
+
+
+def write_report(report: dict, text: str, json_path: str | None) -> None:
+    """The table on stdout, and the figures as JSON in json_path ("-": on stdout, no table)."""
+    if json_path == "-":
+        print(json.dumps(report, indent=2))
+        return
+    print(text)
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

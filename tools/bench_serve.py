@@ -333,12 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1 or args.seconds <= 0:
         parser.error("--threads and --seconds must be positive")
     report = run(args)
-    if args.json != "-":
-        print(table(report))
-    if args.json == "-":
-        print(json.dumps(report, indent=2))
-    elif args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    bench.write_report(report, table(report), args.json)
     return 0
 
 
