@@ -194,23 +194,25 @@ class FlaubertTokenizer:
         max_length = config.get("model_max_length", config.get("max_len"))
         if max_length is not None and (not isinstance(max_length, int) or max_length < 0):
             raise ModelFileError(f"{config_file}: model_max_length {max_length!r} is invalid")
-        for key in ("padding_side", "truncation_side"):
-            if config.get(key, "right") not in ("right", "left"):
-                raise ModelFileError(f"{config_file}: {key} must be 'right' or 'left'")
-        return cls(
-            vocab,
-            read_merges(model_dir / "merges.txt"),
-            do_lowercase=do_lowercase,
-            special_tokens=named,
-            extra_special_tokens=extras,
-            added_tokens=added,
-            model_max_length=max_length,
-            split_special_tokens=config.get("split_special_tokens", False),
-            padding_side=config.get("padding_side", "right"),
-            truncation_side=config.get("truncation_side", "right"),
-            model_input_names=config.get("model_input_names") or ("input_ids", "attention_mask"),
-            clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),
-        )
+        ranks = read_merges(model_dir / "merges.txt")
+        try:  # the constructor checks the values (padding_side, ...): name the file they came from
+            return cls(
+                vocab,
+                ranks,
+                do_lowercase=do_lowercase,
+                special_tokens=named,
+                extra_special_tokens=extras,
+                added_tokens=added,
+                model_max_length=max_length,
+                split_special_tokens=config.get("split_special_tokens", False),
+                padding_side=config.get("padding_side", "right"),
+                truncation_side=config.get("truncation_side", "right"),
+                model_input_names=config.get("model_input_names")
+                or ("input_ids", "attention_mask"),
+                clean_up_tokenization_spaces=config.get("clean_up_tokenization_spaces", False),
+            )
+        except ValueError as e:
+            raise ModelFileError(f"{config_file}: {e}") from None
 
     # -- vocabulary ---------------------------------------------------------------------------
 
