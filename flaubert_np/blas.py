@@ -1,4 +1,4 @@
-"""BLAS threads, through threadpoolctl: how many, one-thread sections, and a pool to use them.
+"""BLAS threads, through threadpoolctl: how many, one-thread sections, and workers to use them.
 
 fast.py computes every product on single-threaded BLAS (so that no result depends on the thread
 count) and spreads the work over threads of its own, as many as BLAS would use: its thread count
@@ -12,14 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy  # noqa: F401  (its BLAS must be loaded before threadpoolctl looks)
-
-if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
 
 
 @functools.cache
@@ -43,17 +41,67 @@ def core() -> str | None:
     return names[0] if names else None
 
 
-def pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of `workers` threads, made on first use and kept (one per process: a forked
-    child has none of its parent's threads)."""
-    return _pool(workers, os.getpid())
+class Workers:
+    """Threads that help a caller through a list of calls: fast.py's runs of sentences, or the
+    parts of one sentence's layers (a millisecond or so each, twice a layer). The caller takes
+    calls too, so it never waits for a worker to wake up before work starts; a hand-off is two
+    C-implemented queues (a ThreadPoolExecutor's futures and locks cost several times more)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._helps: queue.SimpleQueue[tuple[Calls, Results]] = queue.SimpleQueue()
+        for i in range(count):
+            threading.Thread(target=self._serve, name=f"flaubert-np-{i}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            todo, done = self._helps.get()
+            done.put(_work_through(todo))
+
+    def run(self, calls: Sequence[Callable[[], object]]) -> None:
+        """Every call once, side by side on this thread and up to `count` workers (whoever is
+        free takes the next). Returns when all are done; raises the first error any raised."""
+        todo: Calls = queue.SimpleQueue()
+        for call in calls:
+            todo.put(call)
+        done: Results = queue.SimpleQueue()
+        helpers = min(self.count, len(calls) - 1)
+        for _ in range(helpers):
+            self._helps.put((todo, done))
+        errors = [_work_through(todo)]
+        errors += [done.get() for _ in range(helpers)]  # then no call still uses the arrays
+        for error in errors:
+            if error is not None:
+                raise error
+
+
+Calls = queue.SimpleQueue[Callable[[], object]]
+Results = queue.SimpleQueue[BaseException | None]
+
+
+def _work_through(todo: Calls) -> BaseException | None:
+    """Run calls from `todo` until it is empty; the first error one raised (the others run)."""
+    error = None
+    while True:
+        try:
+            call = todo.get_nowait()
+        except queue.Empty:
+            return error
+        try:
+            call()
+        except BaseException as raised:  # raised in the caller's thread, by Workers.run
+            error = error or raised
+
+
+def workers(count: int) -> Workers:
+    """`count` worker threads, made on first use and kept (per process: a forked child has
+    none of its parent's threads)."""
+    return _workers(count, os.getpid())
 
 
 @functools.cache
-def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
-    from concurrent.futures import ThreadPoolExecutor  # imports logging: not at import time
-
-    return ThreadPoolExecutor(workers, thread_name_prefix="flaubert-np")
+def _workers(count: int, pid: int) -> Workers:
+    return Workers(count)
 
 
 _lock = threading.Lock()

@@ -25,18 +25,20 @@ why, and what was measured and left out):
 6. Every core busy, and the same bits whatever the thread count. A batch is cut into runs of
    whole sentences by a rule of the batch alone (`split`); each run is computed on
    single-threaded BLAS, and the runs are spread over as many threads as BLAS would use
-   (blas.threads()). A batch of one sentence is one run, whose products are cut into column
-   blocks (again by a rule of the batch alone), computed side by side. So the element-wise work
-   (GELU, norms, softmax) runs on every core too, and no sum depends on the number of threads.
+   (blas.threads()). A batch of one sentence is one run, whose layers are cut into parts (whole
+   heads of the attention, columns of the FFN: `parts`, again a rule of the batch alone), each
+   computing its share of a branch's output, side by side; the shares are then added up in part
+   order. So the element-wise work (GELU, norms, softmax) runs on every core too, and no sum
+   depends on the number of threads.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,16 +47,13 @@ from flaubert_np.config import FlaubertConfig
 from flaubert_np.inputs import ModelInputs
 from flaubert_np.params import FlaubertParams, Layer, LayerNorm
 
-if TYPE_CHECKING:
-    from concurrent.futures import Executor
-
 F32 = np.float32
 F32_MIN = np.finfo(np.float32).min  # what transformers fills masked attention scores with
 GELU_ROWS = 16  # rows per GELU step: four 16 x 3072 float32 blocks (~800 KB) stay in L2
 FFN_ROWS = 2048  # tokens per FFN pass: caps the [tokens, 4 * dim] intermediate at ~25 MB
 RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2
-COLUMN_BLOCKS = 2  # a batch of one sentence: each product cut into this many column blocks,
-SPLIT_PRODUCTS = 1 << 20  # if it has this many multiply-adds (below, a thread costs more)
+SENTENCE_PARTS = 2  # a batch of one sentence: its layers cut into this many parts, side by side,
+SPLIT_PRODUCTS = 1 << 20  # if tokens x dim² reaches this (below, a thread costs more than it saves)
 FEW_ROWS = 32  # up to this many rows, matmul_ computes the transposed product
 
 # Abramowitz & Stegun 7.1.26: erfc(z) ≈ t (a1 + a2 t + ... + a5 t⁴) exp(-z²), t = 1/(1 + p z).
@@ -197,18 +196,16 @@ def forward(params: FlaubertParams, config: FlaubertConfig, inputs: ModelInputs)
     layer_norm_(x, params.layer_norm_emb, config.layer_norm_eps)
 
     runs = [(x[rows], lengths[sentences]) for rows, sentences in split(lengths)]
-    workers = min(blas.threads(), max(len(runs), COLUMN_BLOCKS))
-    pool = blas.pool(workers) if workers > 1 else None
+    workers = min(blas.threads(), max(len(runs), SENTENCE_PARTS))
+    helpers = blas.workers(workers - 1) if workers > 1 else None
     with blas.single_threaded():
-        if len(runs) == 1:  # one sentence: its products in column blocks, side by side
-            encode_packed(params, config, *runs[0], COLUMN_BLOCKS, pool)
-        elif pool is None:
+        if len(runs) == 1:  # one sentence: its layers in parts, side by side
+            encode_packed(params, config, *runs[0], SENTENCE_PARTS, helpers)
+        elif helpers is None:
             for run in runs:
                 encode_packed(params, config, *run)
         else:
-            jobs = [pool.submit(encode_packed, params, config, *run) for run in runs]
-            for job in jobs:
-                job.result()
+            helpers.run([functools.partial(encode_packed, params, config, *run) for run in runs])
     out = np.zeros((batch * seq, x.shape[1]), F32)
     out[real] = x
     return out.reshape(batch, seq, x.shape[1])
@@ -238,26 +235,42 @@ def split(lengths: np.ndarray) -> list[tuple[slice, slice]]:
 
 
 @dataclass(frozen=True, eq=False)
-class Buffers:
-    """Work arrays of one run, allocated once for all its layers."""
+class Part:
+    """One thread's share of every layer: whole heads of the attention, columns of the FFN."""
 
-    qkv: np.ndarray  # [n, 3 * dim]
-    context: np.ndarray  # [n, dim]
-    branch: np.ndarray  # [n, dim]: a branch's output, before the residual sum
-    hidden: np.ndarray  # [min(n, FFN_ROWS), ffn_dim]
-    normed: np.ndarray  # [n, dim] with pre_norm (a branch's input), else [0, dim]
+    heads: slice  # columns of q, k, v and rows of out_lin: `n_heads` whole heads
+    n_heads: int
+    ffn: slice  # columns of lin1 and rows of lin2
+
+
+def parts(config: FlaubertConfig, n_tokens: int, n_parts: int) -> list[Part]:
+    """The layers of a run of `n_tokens` tokens cut into `n_parts` parts (at most one per head),
+    or into one below SPLIT_PRODUCTS multiply-adds in out_lin's product: a rule of the shapes."""
+    dim = config.emb_dim
+    if n_tokens * dim * dim < SPLIT_PRODUCTS:
+        n_parts = 1
+    n_parts = min(n_parts, config.n_heads)
+    head_dim = dim // config.n_heads
+    heads = np.linspace(0, config.n_heads, n_parts + 1).astype(int)
+    ffn = np.linspace(0, config.ffn_dim, n_parts + 1).astype(int)
+    return [Part(slice(h0 * head_dim, h1 * head_dim), int(h1 - h0), slice(f0, f1))
+            for (h0, h1), (f0, f1) in zip(itertools.pairwise(heads), itertools.pairwise(ffn),
+                                          strict=True)]  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Buffers:
+    """Work arrays of one part of a run, allocated once for all its layers."""
+
+    qkv: np.ndarray  # [n, 3 * width]: q, k and v of the part's heads side by side
+    context: np.ndarray  # [n, width]
+    hidden: np.ndarray  # [min(n, FFN_ROWS), the part's FFN columns]
 
     @classmethod
-    def empty(cls, n: int, config: FlaubertConfig) -> Buffers:
-        dim = config.emb_dim
-        return cls(qkv=np.empty((n, 3 * dim), F32), context=np.empty((n, dim), F32),
-                   branch=np.empty((n, dim), F32),
-                   hidden=np.empty((min(n, FFN_ROWS), config.ffn_dim), F32),
-                   normed=np.empty((n if config.pre_norm else 0, dim), F32))  # fmt: skip
-
-
-Piece = tuple[np.ndarray, np.ndarray, np.ndarray]  # (x, weight, out): out <- x @ weight
-Product = Callable[..., None]  # product(*pieces): each piece's out <- x @ weight
+    def empty(cls, n: int, part: Part) -> Buffers:
+        width, ffn = part.heads.stop - part.heads.start, part.ffn.stop - part.ffn.start
+        return cls(qkv=np.empty((n, 3 * width), F32), context=np.empty((n, width), F32),
+                   hidden=np.empty((min(n, FFN_ROWS), ffn), F32))  # fmt: skip
 
 
 def encode_packed(
@@ -265,101 +278,90 @@ def encode_packed(
     config: FlaubertConfig,
     x: np.ndarray,
     lengths: np.ndarray,
-    blocks: int = 1,
-    pool: Executor | None = None,
+    n_parts: int = 1,
+    workers: blas.Workers | None = None,
 ) -> None:
     """All the layers, in place on x [n_tokens, dim]: the real tokens of sentences of `lengths`
-    tokens (in that order, each sentence's tokens consecutive). Products cut into `blocks`
-    column blocks, computed on `pool` if given (BLAS must be single-threaded)."""
+    tokens (in that order, each sentence's tokens consecutive). BLAS must be single-threaded.
+
+    With `n_parts` > 1 (one long enough sentence), each branch is cut into parts: a part
+    computes its heads' (or FFN columns') share of the branch's output, and the shares are
+    added up in part order. On `workers`, the parts run side by side; without, in turn.
+    """
     starts = np.cumsum(lengths) - lengths  # first row of each sentence
     groups = [(starts[lengths == length], int(length)) for length in np.unique(lengths)
               if length > 0]  # fmt: skip
-    buffers = Buffers.empty(len(x), config)
+    shares = parts(config, len(x), n_parts)
+    buffers = [Buffers.empty(len(x), share) for share in shares]
+    outs = np.empty((len(shares), *x.shape), F32)  # each part's share of a branch's output
+    normed = np.empty_like(x) if config.pre_norm else x  # the branches' input
     eps = config.layer_norm_eps
 
-    def product(*products: Piece) -> None:
-        _blocked_matmul(products, blocks, pool)
+    def branch(compute: Callable[..., None], *args: object) -> np.ndarray:
+        """Every part's share of a branch: their sum, [n, dim]."""
+        calls = [functools.partial(compute, *args, share, buf, out)
+                 for share, buf, out in zip(shares, buffers, outs, strict=True)]  # fmt: skip
+        if workers is None or len(calls) == 1:
+            for call in calls:
+                call()
+        else:
+            workers.run(calls)
+        for out in outs[1:]:
+            outs[0] += out
+        return outs[0]
 
     for layer in params.layers:
         if config.pre_norm:  # x = x + attn(norm1(x)); x = x + ffn(norm2(x))
-            normed = buffers.normed
             normed[...] = x
             layer_norm_(normed, layer.layer_norm1, eps)
-            _attention_branch(normed, layer, groups, buffers, config, product)
-            _residual(x, buffers.branch, layer.attention.out_lin.bias)
+        attention = branch(_attention_part, normed, layer, groups, config)
+        _residual(x, attention, layer.attention.out_lin.bias)
+        if config.pre_norm:
             normed[...] = x
             layer_norm_(normed, layer.layer_norm2, eps)
-            _ffn_branch(normed, layer, buffers, config.gelu_activation, product)
-            _residual(x, buffers.branch, layer.ffn.lin2.bias)
         else:  # x = norm1(x + attn(x)); x = norm2(x + ffn(x))
-            _attention_branch(x, layer, groups, buffers, config, product)
-            _residual(x, buffers.branch, layer.attention.out_lin.bias)
             layer_norm_(x, layer.layer_norm1, eps)
-            _ffn_branch(x, layer, buffers, config.gelu_activation, product)
-            _residual(x, buffers.branch, layer.ffn.lin2.bias)
+        ffn = branch(_ffn_part, normed, layer, config.gelu_activation)
+        _residual(x, ffn, layer.ffn.lin2.bias)
+        if not config.pre_norm:
             layer_norm_(x, layer.layer_norm2, eps)
 
 
-def _blocked_matmul(products: Sequence[Piece], blocks: int, pool: Executor | None) -> None:
-    """out <- x @ weight for each (x, weight, out), in `blocks` column blocks; a product below
-    SPLIT_PRODUCTS multiply-adds in one piece (a rule of the shapes, not of the threads). On
-    `pool`, one job per block does that block of every product: one hand-off for q, k and v."""
-    jobs: list[list[Piece]] = [[] for _ in range(blocks)]
-    for x, weight, out in products:
-        if blocks == 1 or len(x) * weight.size < SPLIT_PRODUCTS:
-            jobs[0].append((x, weight, out))
-            continue
-        bounds = np.linspace(0, out.shape[1], blocks + 1).astype(int)
-        for job, (a, b) in zip(jobs, itertools.pairwise(bounds), strict=True):
-            job.append((x, weight[:, a:b], out[:, a:b]))
-    if pool is None:
-        for job in jobs:
-            _matmuls(job)
-        return
-    futures = [pool.submit(_matmuls, job) for job in jobs[1:] if job]
-    _matmuls(jobs[0])
-    for future in futures:
-        future.result()
-
-
-def _matmuls(pieces: list[Piece]) -> None:
-    for x, weight, out in pieces:
-        matmul_(x, weight, out)
-
-
-def _attention_branch(
+def _attention_part(
     x: np.ndarray,
     layer: Layer,
     groups: list[tuple[np.ndarray, int]],
-    buffers: Buffers,
     config: FlaubertConfig,
-    product: Product,
+    part: Part,
+    buffers: Buffers,
+    out: np.ndarray,
 ) -> None:
-    """buffers.branch <- out_lin(attention(x)), without out_lin's bias."""
-    att, qkv, dim = layer.attention, buffers.qkv, x.shape[1]
+    """out <- the part's heads' share of out_lin(attention(x)), without out_lin's bias."""
+    att, qkv, heads = layer.attention, buffers.qkv, part.heads
+    width = heads.stop - heads.start
     # q, k and v straight into their columns of one buffer (an `out=` view is fine for BLAS).
-    lins = (att.q_lin, att.k_lin, att.v_lin)
-    product(*[(x, lin.weight, qkv[:, i * dim : (i + 1) * dim]) for i, lin in enumerate(lins)])
-    for i, lin in enumerate(lins):
-        qkv[:, i * dim : (i + 1) * dim] += lin.bias
-    qkv[:, :dim] *= F32(1 / math.sqrt(dim // config.n_heads))  # q / √head_dim, as transformers
+    for i, lin in enumerate((att.q_lin, att.k_lin, att.v_lin)):
+        matmul_(x, lin.weight[:, heads], qkv[:, i * width : (i + 1) * width])
+        qkv[:, i * width : (i + 1) * width] += lin.bias[heads]
+    qkv[:, :width] *= F32(1 / math.sqrt(config.emb_dim // config.n_heads))  # q / √head_dim
     for starts, length in groups:
-        attention_(qkv, buffers.context, starts, length, config.n_heads, config.causal)
-    product((buffers.context, att.out_lin.weight, buffers.branch))
+        attention_(qkv, buffers.context, starts, length, part.n_heads, config.causal)
+    matmul_(buffers.context, att.out_lin.weight[heads], out)  # [n, width] @ [width, dim]
 
 
-def _ffn_branch(
-    x: np.ndarray, layer: Layer, buffers: Buffers, use_gelu: bool, product: Product
+def _ffn_part(
+    x: np.ndarray, layer: Layer, use_gelu: bool, part: Part, buffers: Buffers, out: np.ndarray
 ) -> None:
-    """buffers.branch <- lin2(act(lin1(x))), without lin2's bias; FFN_ROWS tokens at a time."""
-    hidden, branch, ff = buffers.hidden, buffers.branch, layer.ffn
+    """out <- the part's FFN columns' share of lin2(act(lin1(x))), without lin2's bias;
+    FFN_ROWS tokens at a time."""
+    ff, cols, hidden = layer.ffn, part.ffn, buffers.hidden
     activation = bias_gelu_ if use_gelu else bias_relu_
     for lo in range(0, len(x), len(hidden)):
         hi = min(lo + len(hidden), len(x))
         h = hidden[: hi - lo]
-        product((x[lo:hi], ff.lin1.weight, h))
-        activation(h, ff.lin1.bias)
-        product((h, ff.lin2.weight, branch[lo:hi]))
+        matmul_(x[lo:hi], ff.lin1.weight[:, cols], h)
+        activation(h, ff.lin1.bias[cols])
+        matmul_(h, ff.lin2.weight[cols], out[lo:hi])
 
 
 def _residual(x: np.ndarray, branch: np.ndarray, bias: np.ndarray) -> None:

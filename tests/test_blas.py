@@ -92,7 +92,7 @@ def _forward_after_fork(model_dir, queue):
 
 @pytest.mark.oracle
 def test_a_forked_child_gets_threads_of_its_own(flaubert_checkpoint, monkeypatch):
-    """The pool's threads do not survive a fork: a child that inherited the pool must not wait
+    """Worker threads do not survive a fork: a child that inherited the workers must not wait
     forever on them."""
     from flaubert_np import FlaubertModel, fast
 
@@ -100,8 +100,8 @@ def test_a_forked_child_gets_threads_of_its_own(flaubert_checkpoint, monkeypatch
     folder = flaubert_checkpoint()
     model = FlaubertModel.from_pretrained(folder)
     ids = np.arange(3, 3 + 4 * 6).reshape(4, 6) % model.config.n_words
-    expected = model(ids).last_hidden_state  # the parent's pool exists now
-    assert len(fast.split(np.full(4, 6))) == 2  # the batch runs on the pool
+    expected = model(ids).last_hidden_state  # the parent's workers exist now
+    assert len(fast.split(np.full(4, 6))) == 2  # the batch runs on the workers
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_forward_after_fork, args=(folder, queue))
@@ -112,3 +112,53 @@ def test_a_forked_child_gets_threads_of_its_own(flaubert_checkpoint, monkeypatch
         pytest.fail("the forked child's forward never finished")
     assert child.exitcode == 0
     assert np.array_equal(queue.get(timeout=5), expected)
+
+
+def test_workers_run_every_call_once_on_several_threads():
+    workers = blas.Workers(2)
+    ran: list[tuple[int, str]] = []
+    gate = threading.Barrier(3, timeout=10)  # passes only with three threads in it at once
+
+    def call(i: int) -> None:
+        if i < 3:
+            gate.wait()
+        ran.append((i, threading.current_thread().name))
+
+    workers.run([lambda i=i: call(i) for i in range(7)])
+    assert sorted(i for i, _ in ran) == list(range(7))
+    assert len({name for _, name in ran}) == 3  # the caller and both workers
+    workers.run([])  # nothing to do: returns at once
+    workers.run([lambda: ran.append((7, ""))])
+    assert len(ran) == 8
+
+
+def test_workers_raise_the_first_error_after_every_call_has_run():
+    workers = blas.Workers(1)
+    ran = []
+
+    def fail(message: str) -> None:
+        ran.append(message)
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match=r"^(first|second)$"):
+        workers.run([lambda: fail("first"), lambda: fail("second"), lambda: ran.append("ok")])
+    assert sorted(ran) == ["first", "ok", "second"]
+    workers.run([lambda: ran.append("after"), lambda: ran.append("after")])  # still serving
+    assert ran.count("after") == 2
+
+
+def test_workers_serve_several_callers_at_once():
+    workers = blas.Workers(1)
+    results: dict[int, list[int]] = {}
+
+    def caller(k: int) -> None:
+        out = [0] * 20
+        workers.run([lambda i=i: out.__setitem__(i, k * i) for i in range(20)])
+        results[k] = out
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == {k: [k * i for i in range(20)] for k in range(4)}

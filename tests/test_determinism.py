@@ -18,7 +18,7 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "flaubert-np"
 DEV = Path(__file__).parent / "data" / "stsb-fr" / "dev.csv"
 
-# One process: a batch of 64 sentences (several runs) and one sentence (column blocks), through
+# One process: a batch of 64 sentences (several runs) and one sentence (in parts), through
 # the fast forward, and the same batch through SentenceEncoder.encode.
 FORWARD = """
 import sys

@@ -2,6 +2,7 @@
 against the plain forward and against transformers, on every configuration and input case of
 tests/test_model.py."""
 
+import dataclasses
 import itertools
 import math
 
@@ -217,7 +218,7 @@ def test_fast_forward_in_runs_matches_reference(flaubert_checkpoint, monkeypatch
 def test_fast_forward_gives_the_same_bits_whatever_the_thread_count(
     flaubert_checkpoint, monkeypatch
 ):
-    """A batch in runs, and one sentence in column blocks, on 1 to 4 threads."""
+    """A batch in runs, and one sentence in parts, on 1 to 4 threads."""
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["base_dims"]))
     ids, mask = _mixed_batch(ours.config.n_words)
     results = []
@@ -239,7 +240,7 @@ def _mixed_batch(n_words: int) -> tuple[np.ndarray, np.ndarray]:
 
 @oracle
 def test_forwards_from_several_threads_at_once(flaubert_checkpoint, monkeypatch):
-    """A threaded server: four callers share the pool and BLAS's thread count, and each gets
+    """A threaded server: four callers share the workers and BLAS's thread count, and each gets
     the numbers it would get alone."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -271,27 +272,44 @@ def test_matmul_either_way_round_is_the_product(rows):
     assert np.isnan(buffer[:, :10]).all() and np.isnan(buffer[:, 58:]).all()
 
 
-@pytest.mark.parametrize("rows", [3, 70])
-def test_products_in_column_blocks_are_the_product(rows, monkeypatch):
-    """Cut into 2 or 3 blocks, on a pool or not: the same bits either way, and the product."""
-    from concurrent.futures import ThreadPoolExecutor
+def test_parts_cut_whole_heads_and_ffn_columns(monkeypatch):
+    """Every head and FFN column in exactly one part, in order; whole heads; one part when the
+    run is too small to share out, or one per head at most."""
+    config = FlaubertConfig(emb_dim=60, n_heads=5)  # head_dim 12, ffn_dim 240
+    for n_parts in (1, 2, 3, 5, 8):
+        got = fast.parts(config, 300, n_parts)
+        assert len(got) == min(n_parts, 5)
+        heads = np.concatenate([np.arange(60)[p.heads] for p in got])
+        ffn = np.concatenate([np.arange(240)[p.ffn] for p in got])
+        assert np.array_equal(heads, np.arange(60)) and np.array_equal(ffn, np.arange(240))
+        for p in got:
+            assert p.heads.start % 12 == 0 and p.heads.stop - p.heads.start == 12 * p.n_heads
+    monkeypatch.setattr(fast, "SPLIT_PRODUCTS", 300 * 60 * 60 + 1)  # too small to share out
+    assert len(fast.parts(config, 300, 2)) == 1
 
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_a_run_in_parts_is_the_same_in_turn_or_side_by_side(monkeypatch, pre_norm):
+    """Cut into 2 or 4 parts, run in turn or on worker threads: the same bits; and within 1e-5
+    of the run in one part (which the tests above hold to the reference and transformers)."""
+    from flaubert_np import FlaubertModel
+
+    model = FlaubertModel.from_pretrained("demo")  # 4 heads
+    config = dataclasses.replace(model.config, pre_norm=pre_norm)
     monkeypatch.setattr(fast, "SPLIT_PRODUCTS", 0)
-    calls = []
-    matmul_ = fast.matmul_
-    monkeypatch.setattr(fast, "matmul_", lambda x, w, out: calls.append(1) or matmul_(x, w, out))
+    x = RNG.standard_normal((23, config.emb_dim)).astype(np.float32)
+    lengths = np.array([23])
 
-    weight = RNG.standard_normal((40, 50)).astype(np.float32)  # [in, out]
-    x = RNG.standard_normal((rows, 40)).astype(np.float32)
-    expected = x.astype(np.float64) @ weight.astype(np.float64)
-    with ThreadPoolExecutor(2) as pool:
-        for blocks in (2, 3):
-            outs = [np.full((rows, 50), np.nan, np.float32) for _ in range(2)]
-            fast._blocked_matmul([(x, weight, outs[0])], blocks, None)
-            fast._blocked_matmul([(x, weight, outs[1])], blocks, pool)
-            assert np.array_equal(outs[0], outs[1])
-            assert np.abs(outs[0] - expected).max() <= 1e-5
-    assert len(calls) == 2 * (2 + 3)
-    monkeypatch.setattr(fast, "SPLIT_PRODUCTS", rows * weight.size + 1)  # too small to cut
-    fast._blocked_matmul([(x, weight, outs[0])], 2, None)
-    assert len(calls) == 2 * (2 + 3) + 1
+    def run(n_parts, workers=None):
+        out = x.copy()
+        with blas.single_threaded():
+            fast.encode_packed(model.params, config, out, lengths, n_parts, workers)
+        return out
+
+    whole = run(1)
+    for n_parts in (2, 4):
+        in_turn = run(n_parts)
+        assert np.array_equal(in_turn, run(n_parts, blas.Workers(n_parts - 1)))
+        assert np.array_equal(in_turn, run(n_parts, blas.Workers(1)))  # fewer threads than parts
+        assert np.abs(in_turn - whole).max() <= TOL
+        assert not np.array_equal(in_turn, whole)  # the parts did cut the sums
