@@ -51,8 +51,9 @@ F32 = np.float32
 F32_MIN = np.finfo(np.float32).min  # what transformers fills masked attention scores with
 GELU_ROWS = 16  # rows per GELU step: four 16 x 3072 float32 blocks (~800 KB) stay in L2
 FFN_ROWS = 2048  # tokens per FFN pass: caps the [tokens, 4 * dim] intermediate at ~25 MB
-RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2
-SENTENCE_PARTS = 2  # a batch of one sentence: its layers cut into this many parts, side by side,
+RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2,
+PARTS_TOKENS = 160  # unless it has fewer tokens: then one run, as a batch of one sentence,
+PARTS = 2  # whose layers are cut into this many parts, side by side (for few rows, faster),
 SPLIT_PRODUCTS = 1 << 20  # if tokens x dim² reaches this (below, a thread costs more than it saves)
 FEW_ROWS = 32  # up to this many rows, matmul_ computes the transposed product
 
@@ -196,11 +197,11 @@ def forward(params: FlaubertParams, config: FlaubertConfig, inputs: ModelInputs)
     layer_norm_(x, params.layer_norm_emb, config.layer_norm_eps)
 
     runs = [(x[rows], lengths[sentences]) for rows, sentences in split(lengths)]
-    workers = min(blas.threads(), max(len(runs), SENTENCE_PARTS))
+    workers = min(blas.threads(), max(len(runs), PARTS))
     helpers = blas.workers(workers - 1) if workers > 1 else None
     with blas.single_threaded():
-        if len(runs) == 1:  # one sentence: its layers in parts, side by side
-            encode_packed(params, config, *runs[0], SENTENCE_PARTS, helpers)
+        if len(runs) == 1:  # one sentence, or few tokens: the layers in parts, side by side
+            encode_packed(params, config, *runs[0], PARTS, helpers)
         elif helpers is None:
             for run in runs:
                 encode_packed(params, config, *run)
@@ -215,14 +216,17 @@ def split(lengths: np.ndarray) -> list[tuple[slice, slice]]:
     """Cut a batch into runs of whole sentences, (packed rows, sentences) per run: aiming at a
     power of two of them (2, 4, 8, ...: as many as fit RUN_TOKENS tokens or more each, at least
     two), so that they share out evenly over 2, 4, 8 ... cores; fewer when a long sentence spans
-    several cut points (the cuts fall on sentence boundaries). No run without a real token; one
-    run for one sentence (attention needs all its tokens at once).
+    several cut points (the cuts fall on sentence boundaries). No run without a real token. One
+    run for one sentence (attention needs all its tokens at once), and for fewer than
+    PARTS_TOKENS tokens: products of so few rows run faster cut by columns (`parts`).
 
     A rule of the batch alone: BLAS may give a row other last bits in a product with another
     number of rows, so the runs must not depend on the number of threads.
     """
     tokens, sentences = int(lengths.sum()), int(np.count_nonzero(lengths))
     runs = min(sentences, 2 ** max(1, (tokens // RUN_TOKENS).bit_length() - 1))
+    if tokens < PARTS_TOKENS:
+        runs = min(runs, 1)
     if runs == 0:
         return []
     rows = np.concatenate([[0], np.cumsum(lengths)])  # first packed row of each sentence, and n

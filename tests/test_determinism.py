@@ -18,8 +18,9 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "flaubert-np"
 DEV = Path(__file__).parent / "data" / "stsb-fr" / "dev.csv"
 
-# One process: a batch of 64 sentences (several runs) and one sentence (in parts), through
-# the fast forward, and the same batch through SentenceEncoder.encode.
+# One process, through the fast forward: a batch of 64 sentences (several runs), a batch of 6
+# (fewer than PARTS_TOKENS tokens: one run, in parts), one long sentence (in parts); and the 64
+# through SentenceEncoder.encode.
 FORWARD = """
 import sys
 import numpy as np
@@ -31,8 +32,15 @@ sentences = [line.rstrip("\\n") for line in open(sys.argv[1], encoding="utf-8")]
 features = encoder.tokenize(sentences)
 assert len(fast.split(features["attention_mask"].sum(axis=1))) >= 2
 batch = encoder.model(features["input_ids"], features["attention_mask"]).last_hidden_state
-one = encoder.model(encoder.tokenize(sentences[:1])["input_ids"]).last_hidden_state
-np.savez(sys.argv[2], batch=batch, one=one, encoded=encoder.encode(sentences))
+few = encoder.tokenize(sentences[:6])
+lengths = few["attention_mask"].sum(axis=1)
+assert len(fast.split(lengths)) == 1
+assert len(fast.parts(encoder.model.config, int(lengths.sum()), fast.PARTS)) == 2
+few = encoder.model(few["input_ids"], few["attention_mask"]).last_hidden_state
+one = encoder.tokenize([" ".join(sentences[:8])])["input_ids"]
+assert len(fast.parts(encoder.model.config, one.shape[1], fast.PARTS)) == 2
+one = encoder.model(one).last_hidden_state
+np.savez(sys.argv[2], batch=batch, few=few, one=one, encoded=encoder.encode(sentences))
 """
 
 
@@ -59,7 +67,7 @@ def test_the_same_bits_on_1_to_4_blas_threads(sentences, tmp_path):
         results.append(np.load(out))
     first = results[0]
     for other in results[1:]:
-        for key in ("batch", "one", "encoded"):
+        for key in ("batch", "few", "one", "encoded"):
             assert first[key].tobytes() == other[key].tobytes(), key
 
 

@@ -169,6 +169,7 @@ def _fail():
 
 
 def test_split_cuts_whole_sentences_into_balanced_runs(monkeypatch):
+    monkeypatch.setattr(fast, "PARTS_TOKENS", 0)
     lengths = np.array([9, 0, 4, 7, 7, 1, 12, 3, 0, 5])
     for run_tokens, wanted in ((1, 8), (7, 4), (10, 4), (20, 2), (1000, 2)):  # 48 tokens
         monkeypatch.setattr(fast, "RUN_TOKENS", run_tokens)
@@ -186,11 +187,15 @@ def test_split_cuts_whole_sentences_into_balanced_runs(monkeypatch):
         assert max(sizes) - rows[-1] / len(parts) <= lengths.max()
 
 
-def test_split_leaves_a_single_sentence_whole():
+def test_split_leaves_a_single_sentence_or_a_few_tokens_whole(monkeypatch):
     assert fast.split(np.array([12])) == [(slice(0, 12), slice(0, 1))]
     assert fast.split(np.array([0, 12, 0])) == [(slice(0, 12), slice(0, 3))]  # one real
-    assert len(fast.split(np.array([1, 1]))) == 2
     assert fast.split(np.array([0, 0])) == []
+    few = np.full(4, fast.PARTS_TOKENS // 4)
+    assert fast.split(few[:-1]) == [(slice(0, len(few[:-1]) * few[0]), slice(0, 3))]  # one run
+    assert len(fast.split(few)) == 2  # PARTS_TOKENS tokens: runs again
+    monkeypatch.setattr(fast, "PARTS_TOKENS", 0)
+    assert len(fast.split(np.array([1, 1]))) == 2
 
 
 @oracle
@@ -198,6 +203,7 @@ def test_split_leaves_a_single_sentence_whole():
 def test_fast_forward_in_runs_matches_reference(flaubert_checkpoint, monkeypatch, threads):
     """The runs the rule gives, whatever the thread count: the reference forward's numbers."""
     monkeypatch.setattr(fast, "RUN_TOKENS", 20)
+    monkeypatch.setattr(fast, "PARTS_TOKENS", 0)
     monkeypatch.setattr(fast.blas, "threads", lambda: threads)
     runs = []
     encode_packed = fast.encode_packed
@@ -218,17 +224,23 @@ def test_fast_forward_in_runs_matches_reference(flaubert_checkpoint, monkeypatch
 def test_fast_forward_gives_the_same_bits_whatever_the_thread_count(
     flaubert_checkpoint, monkeypatch
 ):
-    """A batch in runs, and one sentence in parts, on 1 to 4 threads."""
+    """A batch in runs, the same batch as one run in parts (it has fewer than PARTS_TOKENS
+    tokens), and one sentence in parts, on 1 to 4 threads."""
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["base_dims"]))
     ids, mask = _mixed_batch(ours.config.n_words)
+    assert mask.sum() < fast.PARTS_TOKENS
     results = []
     for threads in (1, 2, 3, 4):
         monkeypatch.setattr(fast.blas, "threads", lambda threads=threads: threads)
-        results.append((ours(ids, attention_mask=mask).last_hidden_state,
+        with monkeypatch.context() as runs:
+            runs.setattr(fast, "PARTS_TOKENS", 0)
+            in_runs = ours(ids, attention_mask=mask).last_hidden_state
+        results.append((in_runs, ours(ids, attention_mask=mask).last_hidden_state,
                         ours(ids[:1]).last_hidden_state))  # fmt: skip
-    for batch, sentence in results[1:]:
-        assert np.array_equal(batch, results[0][0])
-        assert np.array_equal(sentence, results[0][1])
+    for result in results[1:]:
+        for got, first in zip(result, results[0], strict=True):
+            assert np.array_equal(got, first)
+    assert not np.array_equal(results[0][0], results[0][1])  # runs and parts: two ways
 
 
 def _mixed_batch(n_words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -245,6 +257,7 @@ def test_forwards_from_several_threads_at_once(flaubert_checkpoint, monkeypatch)
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(fast, "RUN_TOKENS", 20)
+    monkeypatch.setattr(fast, "PARTS_TOKENS", 0)
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
     ids, mask = _mixed_batch(ours.config.n_words)
     batches = [(np.roll(ids, k, axis=0), np.roll(mask, k, axis=0)) for k in range(8)]
