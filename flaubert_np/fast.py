@@ -25,10 +25,10 @@ why, and what was measured and left out):
 6. Every core busy, and the same bits whatever the thread count. A batch is cut into runs of
    whole sentences by a rule of the batch alone (`split`); each run is computed on
    single-threaded BLAS, and the runs are spread over as many threads as BLAS would use
-   (blas.threads()). A batch of one sentence is one run, whose layers are cut into parts (whole
-   heads of the attention, columns of the FFN: `parts`, again a rule of the batch alone), each
-   computing its share of a branch's output, side by side; the shares are then added up in part
-   order. So the element-wise work (GELU, norms, softmax) runs on every core too, and no sum
+   (blas.threads()). A batch of one sentence, or of few tokens, is one run, whose layers are cut
+   into parts (whole heads of the attention, columns of the FFN: `parts`, again a rule of the
+   batch alone), each computing its share of a branch's output, side by side; the shares are
+   then added up in part order. So the element-wise work (GELU, norms, softmax) runs on every core too, and no sum
    depends on the number of threads.
 """
 

@@ -24,6 +24,7 @@ def test_bench_serve_quick_json(tmp_path):
 
     assert report["model"]["size"] == "tiny" and report["model"]["n_layers"] == 2
     assert report["encode_one_sentence_p50_ms"] > 0
+    assert report["encode_16_per_call_sentences_per_s"] > 0
     assert report["max_abs_diff"] <= 1e-5
     for server in ("flaubert-np", "hand-made"):
         scenarios = report["servers"][server]
@@ -35,6 +36,10 @@ def test_bench_serve_quick_json(tmp_path):
                 per_request * figures["requests_per_s"]
             )
             assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+            if server == "flaubert-np":  # from its /metrics: every request in some pass
+                assert figures["passes"] >= 1 and figures["requests_per_pass"] >= 1
+                assert figures["passes"] * figures["requests_per_pass"] >= figures["requests"]
+                assert 0 < figures["model_busy"] <= 1.05  # warm-up passes fall in the window
     assert set(report["ratios"]) == {
         "16 clients requests/s vs hand-made", "16 clients p99 vs hand-made",
         "1 client p50 vs in-process encode", "32-sentence requests sentences/s vs hand-made",

@@ -231,8 +231,12 @@ def test_health_info_metrics(server, encoder):
     status, text, headers = server.request("GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
     for name in ("requests_total", "request_duration_seconds", "batch_size", "batch_tokens",
-                 "batch_requests", "queue_depth", "inputs_total", "tokens_total"):  # fmt: skip
+                 "batch_requests", "forward_pass_seconds", "queue_depth", "inputs_total",
+                 "tokens_total"):  # fmt: skip
         assert f"# TYPE flaubert_np_{name} " in text
+    passes = re.search(r"flaubert_np_forward_pass_seconds_count (\d+)", text)
+    seconds = re.search(r"flaubert_np_forward_pass_seconds_sum (\S+)", text)
+    assert passes and int(passes[1]) >= 1 and seconds and float(seconds[1]) > 0
     assert re.search(r'flaubert_np_requests_total\{route="/embed",status="200"\} [1-9]', text)
     for line in text.splitlines():  # every sample line: name{labels} value
         assert line.startswith("#") or re.fullmatch(r"flaubert_np_\w+(\{[^}]*\})? [0-9.e+-]+",

@@ -187,9 +187,11 @@ def child_env(threads: int) -> dict[str, str]:
     return bench.child_env(threads, unset_openblas=True)
 
 
-def encode_p50_ms(model_dir: str, repeats: int) -> float:
-    """One in-process SentenceEncoder.encode of one sentence, median (run in a child, with the
-    servers' environment: bench_serve.py --encode MODEL_DIR REPEATS)."""
+def in_process(model_dir: str, repeats: int) -> dict:
+    """The yardsticks, in process (run in a child, with the servers' environment:
+    bench_serve.py --encode MODEL_DIR REPEATS): one SentenceEncoder.encode of one sentence,
+    median; and the sentences/s of encode calls of 16 sentences each, what 16 clients would get
+    if every forward pass held a sentence from each of them and serving cost nothing."""
     from flaubert_np import SentenceEncoder
 
     sentences = bench.read_corpus(bench.STSB / "dev.csv")
@@ -200,15 +202,33 @@ def encode_p50_ms(model_dir: str, repeats: int) -> float:
         t = time.perf_counter()
         encoder.encode(sentences[i % len(sentences)], normalize_embeddings=True)
         times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+    start, done = time.perf_counter(), 0
+    while done < 16 * max(2, repeats // 8):
+        encoder.encode(sentences[done % 2048 : done % 2048 + 16], normalize_embeddings=True)
+        done += 16
+    return {"encode_one_sentence_p50_ms": 1000 * statistics.median(times),
+            "encode_16_per_call_sentences_per_s": done / (time.perf_counter() - start)}  # fmt: skip
 
 
-def encode_p50_child(model_dir: Path, repeats: int, threads: int) -> float:
+def in_process_child(model_dir: Path, repeats: int, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--encode", str(model_dir), str(repeats)]
     out = subprocess.run(cmd, env=child_env(threads), capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"bench_serve: the encode child failed:\n{out.stderr[-2000:]}")
-    return float(out.stdout.split()[-1])
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def passes(port: int) -> tuple[float, float, float]:
+    """From flaubert-np's /metrics: forward passes so far, the requests they held, their
+    seconds."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    value = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+             if line and not line.startswith("#")}  # fmt: skip
+    return (value["flaubert_np_batch_requests_count"], value["flaubert_np_batch_requests_sum"],
+            value["flaubert_np_forward_pass_seconds_sum"])  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,8 +249,7 @@ def run(args) -> dict:
         "machine": bench.machine_info(args.threads),
         "model": {k: built[k] for k in ("size", "emb_dim", "n_layers", "n_heads")},
         "seconds_per_scenario": seconds, "loadavg_start": bench.loadavg(),
-        "encode_one_sentence_p50_ms": encode_p50_child(model_dir, 20 if args.quick else 200,
-                                                       args.threads),
+        **in_process_child(model_dir, 20 if args.quick else 200, args.threads),
         "servers": {},
     }  # fmt: skip
     probe = sentences[:8]
@@ -245,8 +264,14 @@ def run(args) -> dict:
             report["servers"][server] = {}
             for name, clients, per_request in SCENARIOS:
                 bench.log(f"{server} server: {name}, {per_request} sentence(s) per request")
-                report["servers"][server][name] = load(port, clients, per_request, sentences,
-                                                       seconds)  # fmt: skip
+                before = passes(port) if server == "flaubert-np" else None
+                figures = load(port, clients, per_request, sentences, seconds)
+                if before is not None:  # how full its passes were, how busy the model (the
+                    # clients' warm-up requests, just before the timed load, count too)
+                    count, held, busy = (b - a for a, b in zip(before, passes(port), strict=True))
+                    figures |= {"passes": int(count), "requests_per_pass": held / max(count, 1),
+                                "model_busy": busy / figures["wall_s"]}  # fmt: skip
+                report["servers"][server][name] = figures
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -276,7 +301,8 @@ def table(report: dict) -> str:
         f"{report['machine']['threads']} threads, load {report['loadavg_start']})",
         f"model: {m['size']} ({m['n_layers']} layers, {m['emb_dim']} dims); "
         f"{report['seconds_per_scenario']:g} s per scenario; in-process encode of one sentence: "
-        f"p50 {report['encode_one_sentence_p50_ms']:.1f} ms",
+        f"p50 {report['encode_one_sentence_p50_ms']:.1f} ms; of 16 sentences per call: "
+        f"{report['encode_16_per_call_sentences_per_s']:.1f} sentences/s",
         "",
         "| scenario | server | requests/s | sentences/s | p50 ms | p99 ms |",
         "|---|---|---:|---:|---:|---:|",
@@ -289,6 +315,12 @@ def table(report: dict) -> str:
                 f"{r['sentences_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
             )
     lines.append("")
+    for name, _, _ in SCENARIOS:
+        r = report["servers"]["flaubert-np"][name]
+        lines.append(f"flaubert-np, {name}: {r['passes']} forward passes, "
+                     f"{r['requests_per_pass']:.1f} requests each on average, "
+                     f"model busy {100 * r['model_busy']:.0f}% of the time")  # fmt: skip
+    lines.append("")
     lines += [f"{k}: {v:.2f}x" for k, v in report["ratios"].items()]
     lines.append(f"max abs diff between the servers' embeddings: {report['max_abs_diff']:.1e}")
     return "\n".join(lines)
@@ -300,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         hand_made_server(argv[1], int(argv[2]), int(argv[3]))
         return 0
     if argv[:1] == ["--encode"]:
-        print(encode_p50_ms(argv[1], int(argv[2])))
+        print(json.dumps(in_process(argv[1], int(argv[2]))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(

@@ -80,6 +80,9 @@ class Metrics:
         self.batch_tokens = Histogram(
             "batch_tokens", "Real tokens per forward pass.", TOKEN_BUCKETS
         )
+        self.pass_duration = Histogram(
+            "forward_pass_seconds", "Time of a forward pass, pooling included.", DURATION_BUCKETS
+        )
         self.inputs = Counter("inputs_total", "Texts embedded.")
         self.tokens = Counter("tokens_total", "Real tokens embedded.")
         self.inputs.inc(by=0)  # shown from the start, not from the first pass
@@ -90,8 +93,9 @@ class Metrics:
             self.requests.inc((("route", route), ("status", str(status))))
             self.duration.observe(seconds, (("route", route),))
 
-    def forward_pass(self, inputs: int, requests: int, tokens: int) -> None:
+    def forward_pass(self, inputs: int, requests: int, tokens: int, seconds: float) -> None:
         with self._lock:
+            self.pass_duration.observe(seconds)
             self.batch_inputs.observe(inputs)
             self.batch_requests.observe(requests)
             self.batch_tokens.observe(tokens)
@@ -107,6 +111,7 @@ class Metrics:
                 self.batch_inputs,
                 self.batch_requests,
                 self.batch_tokens,
+                self.pass_duration,
                 self.inputs,
                 self.tokens,
             ):
