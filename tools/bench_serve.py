@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import bench  # the model build, the corpus, the children's environment
@@ -136,9 +137,10 @@ def start(server: str, model_dir: Path, threads: int) -> tuple[subprocess.Popen,
         time.sleep(0.2)
 
 
-def load(port: int, clients: int, per_request: int, sentences: list[str],
-         seconds: float) -> dict:  # fmt: skip
-    """`clients` threads, each on its own keep-alive connection, for `seconds`."""
+def load(port: int, clients: int, per_request: int, sentences: list[str], seconds: float,
+         at_start: Callable[[], object] = lambda: None) -> dict:  # fmt: skip
+    """`clients` threads, each on its own keep-alive connection, for `seconds`; `at_start`
+    called once they are connected and warmed up, as the timed load begins."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
     barrier = threading.Barrier(clients + 1)
@@ -165,6 +167,7 @@ def load(port: int, clients: int, per_request: int, sentences: list[str],
     for t in threads:
         t.start()
     barrier.wait()
+    at_start()
     begin = time.perf_counter()
     stop_at = begin + seconds
     for t in threads:
@@ -208,6 +211,20 @@ def in_process(model_dir: str, repeats: int) -> dict:
         done += 16
     return {"encode_one_sentence_p50_ms": 1000 * statistics.median(times),
             "encode_16_per_call_sentences_per_s": done / (time.perf_counter() - start)}  # fmt: skip
+
+
+def scenario(server: str, port: int, clients: int, per_request: int, sentences: list[str],
+             seconds: float) -> dict:  # fmt: skip
+    """One scenario's figures; for flaubert-np also, from its /metrics, how full its forward
+    passes were and how busy the model was (a pass under way at either end counts in full)."""
+    if server != "flaubert-np":
+        return load(port, clients, per_request, sentences, seconds)
+    start: list[tuple[float, float, float]] = []
+    figures = load(port, clients, per_request, sentences, seconds,
+                   lambda: start.append(passes(port)))  # fmt: skip
+    count, held, busy = (b - a for a, b in zip(start[0], passes(port), strict=True))
+    return figures | {"passes": int(count), "requests_per_pass": held / max(count, 1),
+                      "model_busy": busy / figures["wall_s"]}  # fmt: skip
 
 
 def in_process_child(model_dir: Path, repeats: int, threads: int) -> dict:
@@ -264,13 +281,7 @@ def run(args) -> dict:
             report["servers"][server] = {}
             for name, clients, per_request in SCENARIOS:
                 bench.log(f"{server} server: {name}, {per_request} sentence(s) per request")
-                before = passes(port) if server == "flaubert-np" else None
-                figures = load(port, clients, per_request, sentences, seconds)
-                if before is not None:  # how full its passes were, how busy the model (the
-                    # clients' warm-up requests, just before the timed load, count too)
-                    count, held, busy = (b - a for a, b in zip(before, passes(port), strict=True))
-                    figures |= {"passes": int(count), "requests_per_pass": held / max(count, 1),
-                                "model_busy": busy / figures["wall_s"]}  # fmt: skip
+                figures = scenario(server, port, clients, per_request, sentences, seconds)
                 report["servers"][server][name] = figures
         finally:
             proc.terminate()
