@@ -32,3 +32,20 @@ def test_a_tree_without_the_package_is_a_one_line_error(tmp_path):
     )  # fmt: skip
     assert out.returncode == 2
     assert f"{tmp_path}: not a source tree (no flaubert_np/__init__.py)" in out.stderr
+
+
+def test_other_shapes_and_a_bad_one():
+    out = subprocess.run(
+        [sys.executable, str(TOOL), str(ROOT), str(ROOT), "--model", "demo", "--rounds", "1",
+         "--shapes", "2x8,3x5"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    shapes = [line.split()[0] for line in out.stdout.splitlines()[1:]]
+    assert shapes == ["2x8", "2x8", "3x5", "3x5"]
+    for bad in ("2by8", "0x8"):
+        out = subprocess.run(
+            [sys.executable, str(TOOL), str(ROOT), str(ROOT), "--model", "demo", "--shapes", bad],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert out.returncode == 2 and f"--shapes {bad!r}" in out.stderr
