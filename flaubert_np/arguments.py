@@ -106,13 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a UTF-8 file, one text per line, each line a row of the output ('-': stdin)",
     )
     encode.add_argument(
-        "-o", "--output", help="write a .npy file [n_texts, dim] (default: JSON lines on stdout)"
+        "-o",
+        "--output",
+        help="write a .npy file [n_texts, dim] or a .jsonl file (default: JSON lines on stdout)",
     )
     encode.add_argument(
         "--format",
         choices=("npy", "jsonl"),
         default=None,
-        help="npy (needs -o) or jsonl (default: npy with -o, else jsonl)",
+        help="npy (needs -o) or jsonl (default: -o's suffix, .npy or .jsonl; else jsonl)",
     )
     encode.add_argument(
         "--overwrite",

@@ -148,8 +148,21 @@ def _refuse_existing(args: argparse.Namespace, fmt: str) -> None:
         raise CliError(f"{existing[0]} exists; pass --overwrite to replace it")
 
 
+def _output_format(output: str | None) -> str:
+    """encode's format when --format is not given: JSON lines on stdout, else -o's suffix."""
+    if not output:
+        return "jsonl"
+    suffix = Path(output).suffix.lower()
+    if suffix == ".npy":
+        return "npy"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise UsageError(f"-o {output}: name it .npy (a NumPy array) or .jsonl (JSON lines), "
+                     "or give --format")  # fmt: skip
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
-    fmt = args.format or ("npy" if args.output else "jsonl")
+    fmt = args.format or _output_format(args.output)
     if fmt == "npy" and not args.output:
         raise UsageError("--format npy needs an output file: -o FILE.npy")
     if args.id_field and not args.field:

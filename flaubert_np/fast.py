@@ -28,8 +28,8 @@ why, and what was measured and left out):
    (blas.threads()). A batch of one sentence, or of few tokens, is one run, whose layers are cut
    into parts (whole heads of the attention, columns of the FFN: `parts`, again a rule of the
    batch alone), each computing its share of a branch's output, side by side; the shares are
-   then added up in part order. So the element-wise work (GELU, norms, softmax) runs on every core too, and no sum
-   depends on the number of threads.
+   then added up in part order. So the element-wise work (GELU, norms, softmax) runs on every
+   core too, and no sum depends on the number of threads.
 """
 
 from __future__ import annotations

@@ -201,6 +201,9 @@ class PoolingConfig:
             config["embedding_dimension"] = config.pop("word_embedding_dimension")
         config.pop("word_embedding_dimension", None)
         legacy = {key: config.pop(key) for key in list(config) if key in _LEGACY_KEYS}
+        for key, value in legacy.items():  # a mode is on or off: no truthy strings
+            if not isinstance(value, bool):
+                raise ValueError(f"pooling config: {key} must be true or false, got {value!r}")
         if "pooling_mode" in config:
             modes = _check_modes(config.pop("pooling_mode"))
         else:

@@ -80,6 +80,18 @@ def test_encode_arguments_to_npy(model, tmp_path):
 
 
 @pytest.mark.oracle
+def test_encode_to_a_jsonl_file_by_its_name(model, tmp_path):
+    path, encoder = model
+    out = tmp_path / "e.jsonl"
+    result = run("encode", "--model", path, "-o", out, *TEXTS)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [row["text"] for row in rows] == list(TEXTS)
+    np.testing.assert_array_equal(np.array([row["embedding"] for row in rows], np.float32),
+                                  encoder.encode(TEXTS))  # fmt: skip
+
+
+@pytest.mark.oracle
 def test_encode_stdin_to_json_lines(model):
     path, encoder = model
     stdin = "\n".join(TEXTS) + "\n"
@@ -269,6 +281,7 @@ def test_input_file_not_utf8(model, tmp_path):
     [
         (["encode", "a", "-i", "f.txt"], "not both", 2),
         (["encode", "--format", "npy", "a"], "--format npy needs an output file", 2),
+        (["encode", "-o", "y.txt", "a"], "-o y.txt: name it .npy (a NumPy array) or .jsonl", 2),
         (["encode", "--batch-size", "0", "a"], "argument --batch-size: must be at least 1", 2),
         (["similarity", "only one"], "at least two texts", 2),
         (["encode", "--token-type-ids", "maybe", "a"], "invalid choice: 'maybe'", 2),

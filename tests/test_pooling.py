@@ -203,6 +203,14 @@ def test_config_layouts_read_as_sentence_transformers_does(tmp_path, name):
         ({"pooling_mode": "mean"}, "no 'embedding_dimension'"),
         ({"embedding_dimension": "768"}, "embedding_dimension must be > 0"),
         ({"embedding_dimension": DIM, "include_prompt": "yes"}, "include_prompt must be a bool"),
+        (
+            {"embedding_dimension": DIM, "pooling_mode_cls_token": "x"},
+            "pooling_mode_cls_token must be true or false, got 'x'",
+        ),
+        (
+            {"word_embedding_dimension": DIM, "pooling_mode_max_tokens": 1},
+            "pooling_mode_max_tokens must be true or false, got 1",
+        ),
         ({"embedding_dimension": DIM, "pooling_mode_sum_tokens": True}, "pooling_mode_sum_tokens"),
     ],
 )
