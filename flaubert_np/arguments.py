@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=("npy", "jsonl"),
         default=None,
-        help="npy (needs -o) or jsonl (default: -o's suffix, .npy or .jsonl; else jsonl)",
+        help="npy (needs -o) or jsonl (default: -o's suffix, .npy or .jsonl/.ndjson; else jsonl)",
     )
     encode.add_argument(
         "--overwrite",

@@ -44,8 +44,9 @@ def core() -> str | None:
 class Workers:
     """Threads that help a caller through a list of calls: fast.py's runs of sentences, or the
     parts of one sentence's layers (a millisecond or so each, twice a layer). The caller takes
-    calls too, so it never waits for a worker to wake up before work starts; a hand-off is two
-    C-implemented queues (a ThreadPoolExecutor's futures and locks cost several times more)."""
+    calls too and waits only for the calls a helper took, so it never waits for a helper to wake
+    up, nor for another caller's work; a hand-off is two C-implemented queues (a
+    ThreadPoolExecutor's futures and locks cost several times more)."""
 
     def __init__(self, count: int) -> None:
         self.count = count
@@ -56,20 +57,20 @@ class Workers:
     def _serve(self) -> None:
         while True:
             todo, done = self._helps.get()
-            done.put(_work_through(todo))
+            _work_through(todo, done.put)  # (nothing left to take: a request that came late)
 
     def run(self, calls: Sequence[Callable[[], object]]) -> None:
-        """Every call once, side by side on this thread and up to `count` workers (whoever is
-        free takes the next). Returns when all are done; raises the first error any raised."""
+        """Every call once, side by side on this thread and up to `count` helpers (whoever is
+        free takes the next). Returns when all are done; raises one of the errors they raised."""
         todo: Calls = queue.SimpleQueue()
         for call in calls:
             todo.put(call)
-        done: Results = queue.SimpleQueue()
-        helpers = min(self.count, len(calls) - 1)
-        for _ in range(helpers):
+        done: Results = queue.SimpleQueue()  # one entry per call a helper ran
+        for _ in range(min(self.count, len(calls) - 1)):
             self._helps.put((todo, done))
-        errors = [_work_through(todo)]
-        errors += [done.get() for _ in range(helpers)]  # then no call still uses the arrays
+        errors: list[BaseException | None] = []
+        _work_through(todo, errors.append)
+        errors += [done.get() for _ in range(len(calls) - len(errors))]  # then none runs still
         for error in errors:
             if error is not None:
                 raise error
@@ -79,31 +80,29 @@ Calls = queue.SimpleQueue[Callable[[], object]]
 Results = queue.SimpleQueue[BaseException | None]
 
 
-def _work_through(todo: Calls) -> BaseException | None:
-    """Run calls from `todo` until it is empty; the first error one raised (the others run)."""
-    error = None
+def _work_through(todo: Calls, report: Callable[[BaseException | None], object]) -> None:
+    """Run calls from `todo` until it is empty, reporting each one's error (or None)."""
     while True:
         try:
             call = todo.get_nowait()
         except queue.Empty:
-            return error
+            return
         try:
             call()
-        except BaseException as raised:  # raised in the caller's thread, by Workers.run
-            error = error or raised
+            report(None)
+        except BaseException as error:  # raised in the caller's thread, by Workers.run
+            report(error)
 
 
 def workers(count: int) -> Workers:
-    """`count` worker threads, made on first use and kept (per process: a forked child has
-    none of its parent's threads)."""
-    return _workers(count, os.getpid())
+    """`count` helper threads, made on first use and kept (a forked child makes its own)."""
+    with _lock:
+        if count not in _helpers:
+            _helpers[count] = Workers(count)
+        return _helpers[count]
 
 
-@functools.cache
-def _workers(count: int, pid: int) -> Workers:
-    return Workers(count)
-
-
+_helpers: dict[int, Workers] = {}  # by count; emptied in a forked child (its threads are gone)
 _lock = threading.Lock()
 _open = 0  # single_threaded() sections open now, in all threads
 _saved: list[int] = []  # each library's thread count when the first of them opened
@@ -134,9 +133,11 @@ def single_threaded() -> Iterator[None]:
 
 
 def _after_fork() -> None:
-    """In a forked child: a fresh lock, and BLAS's count back if a section was open."""
+    """In a forked child: a fresh lock, no helpers, and BLAS's count back if a section was
+    open."""
     global _lock, _open
     _lock = threading.Lock()
+    _helpers.clear()
     if _open:
         _open = 0
         _restore()

@@ -157,8 +157,8 @@ def _output_format(output: str | None) -> str:
         return "npy"
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
-    raise UsageError(f"-o {output}: name it .npy (a NumPy array) or .jsonl (JSON lines), "
-                     "or give --format")  # fmt: skip
+    raise UsageError(f"-o {output}: name it .npy (a NumPy array) or .jsonl / .ndjson (JSON "
+                     "lines), or give --format")  # fmt: skip
 
 
 def cmd_encode(args: argparse.Namespace) -> None:

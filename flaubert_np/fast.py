@@ -51,10 +51,10 @@ F32 = np.float32
 F32_MIN = np.finfo(np.float32).min  # what transformers fills masked attention scores with
 GELU_ROWS = 16  # rows per GELU step: four 16 x 3072 float32 blocks (~800 KB) stay in L2
 FFN_ROWS = 2048  # tokens per FFN pass: caps the [tokens, 4 * dim] intermediate at ~25 MB
-RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2,
-PARTS_TOKENS = 160  # unless it has fewer tokens: then one run, as a batch of one sentence,
-PARTS = 2  # whose layers are cut into this many parts, side by side (for few rows, faster),
-SPLIT_PRODUCTS = 1 << 20  # if tokens x dim² reaches this (below, a thread costs more than it saves)
+RUN_TOKENS = 512  # a batch of several sentences: runs of at least this many tokens, or 2
+PARTS_TOKENS = 160  # a batch of fewer tokens (or of one sentence): one run, in parts instead
+PARTS = 2  # a run alone in its batch: its layers cut into this many parts, side by side
+SPLIT_PRODUCTS = 1 << 20  # ... if tokens x dim² reaches this (below, a thread costs more)
 FEW_ROWS = 32  # up to this many rows, matmul_ computes the transposed product
 
 # Abramowitz & Stegun 7.1.26: erfc(z) ≈ t (a1 + a2 t + ... + a5 t⁴) exp(-z²), t = 1/(1 + p z).
@@ -197,8 +197,8 @@ def forward(params: FlaubertParams, config: FlaubertConfig, inputs: ModelInputs)
     layer_norm_(x, params.layer_norm_emb, config.layer_norm_eps)
 
     runs = [(x[rows], lengths[sentences]) for rows, sentences in split(lengths)]
-    workers = min(blas.threads(), max(len(runs), PARTS))
-    helpers = blas.workers(workers - 1) if workers > 1 else None
+    threads = blas.threads()  # how many cores BLAS would keep busy: as many threads here
+    helpers = blas.workers(threads - 1) if threads > 1 else None
     with blas.single_threaded():
         if len(runs) == 1:  # one sentence, or few tokens: the layers in parts, side by side
             encode_packed(params, config, *runs[0], PARTS, helpers)
@@ -240,7 +240,7 @@ def split(lengths: np.ndarray) -> list[tuple[slice, slice]]:
 
 @dataclass(frozen=True, eq=False)
 class Part:
-    """One thread's share of every layer: whole heads of the attention, columns of the FFN."""
+    """A share of every layer: whole heads of the attention, columns of the FFN."""
 
     heads: slice  # columns of q, k, v and rows of out_lin: `n_heads` whole heads
     n_heads: int
@@ -288,8 +288,8 @@ def encode_packed(
     """All the layers, in place on x [n_tokens, dim]: the real tokens of sentences of `lengths`
     tokens (in that order, each sentence's tokens consecutive). BLAS must be single-threaded.
 
-    With `n_parts` > 1 (one long enough sentence), each branch is cut into parts: a part
-    computes its heads' (or FFN columns') share of the branch's output, and the shares are
+    With `n_parts` > 1 (a run alone in its batch), each branch is cut into parts (`parts`): a
+    part computes its heads' (or FFN columns') share of the branch's output, and the shares are
     added up in part order. On `workers`, the parts run side by side; without, in turn.
     """
     starts = np.cumsum(lengths) - lengths  # first row of each sentence

@@ -194,7 +194,7 @@ class PoolingConfig:
         New (>= 5): `{"embedding_dimension": 768, "pooling_mode": "mean" | [...],
         "include_prompt": true}`. Old (<= 4): `word_embedding_dimension` and one boolean per mode
         (`pooling_mode_mean_tokens`, ...), concatenated in POOLING_MODES order, mean when none is
-        true. When `pooling_mode` is present the old booleans are ignored.
+        true. When `pooling_mode` is present the old booleans are ignored (but must be booleans).
         """
         config = dict(config)
         if "embedding_dimension" not in config and "word_embedding_dimension" in config:

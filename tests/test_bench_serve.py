@@ -38,11 +38,10 @@ def test_bench_serve_quick_json(tmp_path):
             assert 0 < figures["p50_ms"] <= figures["p99_ms"]
             if server == "flaubert-np":  # from its /metrics: every request in some pass
                 assert figures["passes"] >= 1 and figures["requests_per_pass"] >= 1
-                # the passes counted hold the timed requests (but for a pass that ended while
-                # /metrics was read at the start: at most one request per client)
-                held = figures["passes"] * figures["requests_per_pass"]
-                assert held >= figures["requests"] - 16
-                assert 0 < figures["model_busy"] <= 1.5  # a pass at either end counts in full
+                # the passes counted hold the timed requests: /metrics is read with none in
+                # flight, before they start and after the last is answered
+                assert figures["passes"] * figures["requests_per_pass"] >= figures["requests"]
+                assert 0 < figures["model_busy"] <= 1
     assert set(report["ratios"]) == {
         "16 clients requests/s vs hand-made", "16 clients p99 vs hand-made",
         "1 client p50 vs in-process encode", "32-sentence requests sentences/s vs hand-made",

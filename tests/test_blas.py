@@ -157,9 +157,41 @@ def test_workers_serve_several_callers_at_once():
         workers.run([lambda i=i: out.__setitem__(i, k * i) for i in range(20)])
         results[k] = out
 
-    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    threads = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+        assert not thread.is_alive()
     assert results == {k: [k * i for i in range(20)] for k in range(4)}
+
+
+def test_a_caller_waits_for_its_own_calls_only():
+    """The only helper is held by another caller's call: a caller that can do its calls itself
+    does not wait for the helper; a call that runs calls on the same helpers returns too."""
+    workers = blas.Workers(1)
+    release, busy = threading.Event(), threading.Barrier(3, timeout=10)
+
+    def held() -> None:
+        busy.wait()  # the other caller and the helper both inside a call
+        release.wait(timeout=30)
+
+    other = threading.Thread(target=workers.run, args=([held, held],), daemon=True)
+    other.start()
+    busy.wait()
+    ran: list[int] = []
+    mine = threading.Thread(target=workers.run, args=([lambda: ran.append(1)] * 3,), daemon=True)
+    mine.start()
+    mine.join(timeout=10)
+    assert not mine.is_alive() and ran == [1, 1, 1]
+    release.set()
+    other.join(timeout=10)
+    assert not other.is_alive()
+
+    nested = threading.Thread(
+        target=workers.run, args=([lambda: workers.run([lambda: ran.append(2)] * 2)] * 2,),
+        daemon=True,
+    )  # fmt: skip
+    nested.start()
+    nested.join(timeout=10)
+    assert not nested.is_alive() and ran.count(2) == 4

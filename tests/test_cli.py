@@ -79,6 +79,17 @@ def test_encode_arguments_to_npy(model, tmp_path):
     np.testing.assert_array_equal(got, encoder.encode(TEXTS))
 
 
+def test_the_output_format_follows_the_suffix():
+    from flaubert_np.cli import UsageError, _output_format
+
+    assert _output_format(None) == "jsonl"  # stdout
+    assert _output_format("out/E.NPY") == "npy"
+    assert _output_format("e.jsonl") == _output_format("e.ndjson") == "jsonl"
+    for name in ("e.txt", "e.json", "embeddings"):
+        with pytest.raises(UsageError, match=f"-o {name}: name it .npy"):
+            _output_format(name)
+
+
 @pytest.mark.oracle
 def test_encode_to_a_jsonl_file_by_its_name(model, tmp_path):
     path, encoder = model

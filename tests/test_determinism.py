@@ -1,5 +1,6 @@
 """The bits of an embedding depend on the batch alone: not on the BLAS thread count, nor on the
-number of `--workers` processes (fast.py's rule: runs cut by the batch, single-threaded BLAS).
+number of `--workers` processes (fast.py's rule: runs and parts cut by the batch, single-threaded
+BLAS).
 
 Each setting runs in a fresh process, as a user would run it (OPENBLAS_NUM_THREADS is read when
 NumPy loads). The demo model only: NumPy, no oracle. The OpenBLAS kernel stays what the machine

@@ -258,6 +258,7 @@ def test_forwards_from_several_threads_at_once(flaubert_checkpoint, monkeypatch)
 
     monkeypatch.setattr(fast, "RUN_TOKENS", 20)
     monkeypatch.setattr(fast, "PARTS_TOKENS", 0)
+    monkeypatch.setattr(fast, "SPLIT_PRODUCTS", 0)  # single sentences in parts, on the helpers
     ours, _ = load_both(flaubert_checkpoint(**CONFIGS["odd_sizes"]))
     ids, mask = _mixed_batch(ours.config.n_words)
     batches = [(np.roll(ids, k, axis=0), np.roll(mask, k, axis=0)) for k in range(8)]
@@ -301,17 +302,21 @@ def test_parts_cut_whole_heads_and_ffn_columns(monkeypatch):
     assert len(fast.parts(config, 300, 2)) == 1
 
 
-@pytest.mark.parametrize("pre_norm", [False, True])
-def test_a_run_in_parts_is_the_same_in_turn_or_side_by_side(monkeypatch, pre_norm):
-    """Cut into 2 or 4 parts, run in turn or on worker threads: the same bits; and within 1e-5
-    of the run in one part (which the tests above hold to the reference and transformers)."""
+@pytest.mark.parametrize(("pre_norm", "causal"), [(False, False), (True, False), (False, True)])
+def test_a_run_in_parts_is_the_same_in_turn_or_side_by_side(monkeypatch, pre_norm, causal):
+    """Cut into 2 or 4 parts, run in turn or on helper threads: the same bits; and within 1e-5
+    of the run in one part (which the tests above hold to the reference and transformers). Three
+    sentences of two lengths, more rows than FEW_ROWS, the FFN and GELU in several blocks."""
     from flaubert_np import FlaubertModel
 
     model = FlaubertModel.from_pretrained("demo")  # 4 heads
-    config = dataclasses.replace(model.config, pre_norm=pre_norm)
+    config = dataclasses.replace(model.config, pre_norm=pre_norm, causal=causal)
     monkeypatch.setattr(fast, "SPLIT_PRODUCTS", 0)
-    x = RNG.standard_normal((23, config.emb_dim)).astype(np.float32)
-    lengths = np.array([23])
+    monkeypatch.setattr(fast, "FFN_ROWS", 7)
+    monkeypatch.setattr(fast, "GELU_ROWS", 3)
+    lengths = np.array([9, 40, 9])
+    x = RNG.standard_normal((int(lengths.sum()), config.emb_dim)).astype(np.float32)
+    assert len(x) > fast.FEW_ROWS
 
     def run(n_parts, workers=None):
         out = x.copy()

@@ -5,9 +5,9 @@
 
 Each round runs BEFORE_TREE's flaubert_np, then AFTER_TREE's, each in a fresh interpreter (with
 PYTHONPATH set to the tree), on the same inputs: `FlaubertModel(ids, attention_mask)` at the
-shapes of tools/bench.py's "model alone" rows, or those --shapes gives. Alternating the two
-trees puts a shared machine's drift on both sides, which two `tools/bench.py` runs minutes
-apart do not. The model is the one
+shapes of tools/bench.py's "model alone" rows, or those --shapes gives. Alternating the two trees
+puts a shared machine's drift on both sides, which two `tools/bench.py` runs minutes apart do
+not. The model is the one
 tools/bench.py builds (`python tools/bench.py --quick` makes it in --workdir).
 
 Prints, per tree, the tokens/s of every round (median over the repeats of a round).

@@ -140,16 +140,18 @@ def start(server: str, model_dir: Path, threads: int) -> tuple[subprocess.Popen,
 def load(port: int, clients: int, per_request: int, sentences: list[str], seconds: float,
          at_start: Callable[[], object] = lambda: None) -> dict:  # fmt: skip
     """`clients` threads, each on its own keep-alive connection, for `seconds`; `at_start`
-    called once they are connected and warmed up, as the timed load begins."""
+    called once every client is connected and warmed up (no request in flight), just before
+    they start."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
-    barrier = threading.Barrier(clients + 1)
+    ready, go = threading.Barrier(clients + 1), threading.Event()
 
     def client(k: int) -> None:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             post(conn, sentences[:per_request])  # connect and warm up
-            barrier.wait()
+            ready.wait()
+            go.wait()
             i = k * 997
             while time.perf_counter() < stop_at:
                 texts = [sentences[(i + j) % len(sentences)] for j in range(per_request)]
@@ -160,21 +162,27 @@ def load(port: int, clients: int, per_request: int, sentences: list[str], second
             conn.close()
         except BaseException as e:  # reported below: a failing client must not go unseen
             errors.append(e)
-            barrier.abort()
+            ready.abort()
 
-    stop_at = float("inf")
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    stop_at = 0.0  # until at_start has run, a client released by an error stops at once
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
         t.start()
-    barrier.wait()
-    at_start()
     begin = time.perf_counter()
-    stop_at = begin + seconds
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - begin
+    try:
+        ready.wait()
+        at_start()
+        begin = time.perf_counter()
+        stop_at = begin + seconds
+    except threading.BrokenBarrierError:  # a client failed: its error is reported below
+        pass
+    finally:
+        go.set()
+        for t in threads:
+            t.join()
     if errors:
         raise SystemExit(f"bench_serve: a client failed: {errors[0]!r}")
+    wall = time.perf_counter() - begin
     every = sorted(x for per_client in latencies for x in per_client)
     return {
         "requests": len(every), "wall_s": wall, "requests_per_s": len(every) / wall,
@@ -217,7 +225,7 @@ def in_process(model_dir: str, repeats: int) -> dict:
 def scenario(server: str, port: int, clients: int, per_request: int, sentences: list[str],
              seconds: float) -> dict:  # fmt: skip
     """One scenario's figures; for flaubert-np also, from its /metrics, how full its forward
-    passes were and how busy the model was (a pass under way at either end counts in full)."""
+    passes were and how busy the model was (read with no request in flight, before and after)."""
     if server != "flaubert-np":
         return load(port, clients, per_request, sentences, seconds)
     start: list[tuple[float, float, float]] = []

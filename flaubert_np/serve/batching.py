@@ -140,7 +140,7 @@ class Batcher:
     def _forward(self, pieces: list[tuple[_Job, int, int]]) -> None:
         features = [f for job, start, end in pieces for f in job.features[start:end]]
         tokens = sum(int(f["input_ids"].shape[1]) for f in features)
-        start = time.perf_counter()
+        began = time.perf_counter()
         try:
             embeddings = self.encoder.encode_tokenized(features, self.prompt_length)
         except Exception as e:  # the requests in this pass get a 500; the thread carries on
@@ -149,7 +149,7 @@ class Batcher:
                 job.loop.call_soon_threadsafe(_settle, job.future, None, e)
             return
         requests = len({id(job) for job, _, _ in pieces})
-        self.metrics.forward_pass(len(features), requests, tokens, time.perf_counter() - start)
+        self.metrics.forward_pass(len(features), requests, tokens, time.perf_counter() - began)
         offset = 0
         for job, start, end in pieces:
             job.embeddings[start:end] = embeddings[offset : offset + end - start]
